@@ -1,0 +1,80 @@
+"""Configuration: frozen dataclasses, built once from the CLI in ``app.py``. Nothing happens at import."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class MemoryMode(str, enum.Enum):
+    """One memory policy, mapped to diffusers calls in ``webui.diffusion.perf``."""
+
+    NORMAL = "normal"  # everything on the device
+    MODEL_OFFLOAD = "model-offload"  # enable_model_cpu_offload: whole sub-models moved on demand
+    SEQUENTIAL_OFFLOAD = "sequential-offload"  # enable_sequential_cpu_offload: layer by layer (slowest, least VRAM)
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (auto: fp16 on CUDA, fp32 elsewhere)
+    autocast: bool = False  # run the UNet under torch.autocast in the chosen precision
+    tf32: bool = True  # allow TF32 matmuls/convolutions on Ampere+ GPUs
+    attention: str = "sdpa"  # sdpa | xformers | sliced
+    vae_slicing: bool = False  # decode a batch one image at a time
+    vae_tiling: bool = False  # decode in tiles (large images within memory)
+    memory: MemoryMode = MemoryMode.NORMAL  # CPU offload policy
+    channels_last: bool = False  # UNet/VAE in channels_last memory format
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    models_dir: Path = REPO_ROOT / "models"  # A1111 layout: Stable-diffusion/, VAE/, Lora/, GFPGAN/
+    checkpoints_dir: Path = REPO_ROOT / "checkpoints"  # SadTalker weights, official file names
+    outputs_dir: Path = REPO_ROOT / "outputs"  # outputs/<tab>/<date>/
+
+    @property
+    def sd_dir(self) -> Path:
+        return self.models_dir / "Stable-diffusion"
+
+    @property
+    def vae_dir(self) -> Path:
+        return self.models_dir / "VAE"
+
+    @property
+    def lora_dir(self) -> Path:
+        return self.models_dir / "Lora"
+
+    @property
+    def gfpgan_dir(self) -> Path:
+        return self.models_dir / "GFPGAN"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"  # --listen switches to 0.0.0.0
+    port: int = 7860
+    auth: tuple[tuple[str, str], ...] = ()  # (user, password) pairs from --auth / --auth-file
+    api: bool = True  # mount the A1111-compatible /sdapi/v1 routes
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_image_pixels: int = 4096 * 4096  # uploads above this are refused (decompression bombs)
+    max_side: int = 2048  # largest width/height a request may ask for
+    max_steps: int = 150
+    max_batch: int = 16
+    max_audio_seconds: float = 120.0  # talking head: longest accepted speech file
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    default_model: str | None = None  # model name to load first; None = first found (demo model)

@@ -1,0 +1,81 @@
+"""Requests and results of the image services. The UI, the REST API and the CLI all build these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from PIL import Image
+
+# A1111 img2img resize modes (API integer = index)
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
+# A1111 masked-content modes, in the UI order; API `inpainting_fill`: 0 fill, 1 original, 2 latent noise
+INPAINT_FILL_MODES = ("fill", "original", "latent noise")
+
+
+@dataclass(frozen=True)
+class Txt2ImgRequest:
+    prompt: str = ""
+    negative_prompt: str = ""
+    sampler: str = "Euler a"  # an A1111 sampler name, see webui.diffusion.samplers
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    seed: int = -1  # -1 = random
+    batch_count: int = 1  # A1111 n_iter
+    batch_size: int = 1
+    model: Optional[str] = None  # name from the registry; None = the current/default model
+    vae: Optional[str] = None  # file name in models/VAE, None = the model's own
+    save: bool = True  # write PNGs with infotext under outputs/
+
+
+@dataclass(frozen=True)
+class Img2ImgRequest(Txt2ImgRequest):
+    image: Optional[Image.Image] = None  # RGB input image
+    resize_mode: int = 0  # index into RESIZE_MODES
+    denoising_strength: float = 0.75  # 0 = returns the input, 1 = ignores it
+
+
+@dataclass(frozen=True)
+class InpaintRequest(Img2ImgRequest):
+    mask: Optional[Image.Image] = None  # L mask, white = repaint; same size as image
+    mask_blur: int = 4
+    inpaint_full_res: bool = False  # "Only masked": crop around the mask, inpaint at full res, paste back
+    inpaint_full_res_padding: int = 32
+    inpainting_fill: str = "original"  # one of INPAINT_FILL_MODES
+    invert_mask: bool = False
+
+
+@dataclass
+class ProgressInfo:
+    """Reported after each denoising step (and once per image at the end)."""
+
+    job: int  # index of the current batch (0-based)
+    job_count: int
+    step: int  # steps done in this batch
+    steps: int
+    preview: Optional[Image.Image] = None  # a cheap latent preview, when available
+
+
+ProgressCallback = Callable[[ProgressInfo], None]
+
+
+@dataclass
+class ImageResult:
+    images: list[Image.Image]
+    seeds: list[int]
+    infotexts: list[str]
+    paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when save=False)
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # display name (file stem or folder name)
+    path: Path
+    kind: str  # "diffusers" | "single-file"
+    title: str  # A1111 title "name [hash]"
+    sha256: Optional[str] = None  # full hash once computed (lazy for big files)
+    is_placeholder: bool = False  # random-weight stand-in, to be shown plainly in the UI
