@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything into ./.venv from package registries only (nothing is downloaded at run time).
+#   bash scripts/install.sh          # the app
+#   bash scripts/install.sh --test   # the app + test tools (Debian chromium and espeak-ng, pytest, playwright)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WITH_TESTS=0
+[ "${1:-}" = "--test" ] && WITH_TESTS=1
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY=$candidate; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+
+if [ "$WITH_TESTS" = 1 ]; then
+  need=()
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v espeak-ng >/dev/null || need+=(espeak-ng)
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# The CPU build of torch first, so that no dependency pulls a multi-GB CUDA build.
+.venv/bin/python -c 'import torch' 2>/dev/null || "${PIP[@]}" "torch==2.13.0"
+if [ "$WITH_TESTS" = 1 ]; then "${PIP[@]}" -e '.[test]'; else "${PIP[@]}" -e .; fi
+# open_clip_torch carries the CLIP BPE vocab; --no-deps keeps timm/torchvision (and a CUDA torch) out.
+.venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("open_clip") is None)' \
+  || "${PIP[@]}" --no-deps "open_clip_torch>=2.24"
+echo "installed into .venv"

@@ -1,0 +1,165 @@
+"""Command-line parsing: one parser, used once by ``app.py``. Builds the frozen ``AppConfig``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from webui.config import AppConfig, LimitsConfig, MemoryMode, PathsConfig, PerfConfig, ServerConfig
+
+COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("paths")
+    g.add_argument("--models-dir", type=Path, help="A1111-style models folder (Stable-diffusion/, VAE/, Lora/, GFPGAN/)")
+    g.add_argument("--checkpoints-dir", type=Path, help="SadTalker checkpoints folder")
+    g.add_argument("--outputs-dir", type=Path, help="where results are saved (outputs/<tab>/<date>/)")
+    g = p.add_argument_group("performance (the Settings panel shows the same switches)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    g.add_argument("--autocast", action="store_true", help="run the UNet under torch.autocast")
+    g.add_argument("--no-tf32", action="store_true", help="disable TF32 matmuls on Ampere+ GPUs")
+    g.add_argument("--attention", default="sdpa", choices=["sdpa", "xformers", "sliced"])
+    g.add_argument("--vae-slicing", action="store_true")
+    g.add_argument("--vae-tiling", action="store_true", help="decode in tiles: large images within memory")
+    g.add_argument("--memory", default=MemoryMode.NORMAL.value, choices=[m.value for m in MemoryMode])
+    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    g.add_argument("--model", dest="default_model", help="Stable Diffusion model to use (name or 'name [hash]')")
+    g.add_argument("--max-audio-seconds", type=float, default=LimitsConfig.max_audio_seconds)
+
+
+def _add_server(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("server")
+    g.add_argument("--listen", action="store_true", help="bind 0.0.0.0 so teammates on the LAN can connect")
+    g.add_argument("--host", help="bind address (overrides --listen)")
+    g.add_argument("--port", type=int, default=7860)
+    g.add_argument("--auth", help="login(s) for the UI and API: user:pass[,user2:pass2]")
+    g.add_argument("--auth-file", type=Path, help="file with user:pass entries, one per line or comma separated")
+    g.add_argument("--no-api", action="store_true", help="do not mount the A1111-compatible /sdapi/v1 API")
+
+
+def _add_generation(p: argparse.ArgumentParser, *, image: bool, mask: bool) -> None:
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--seed", type=int, default=-1)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--sampler", default="Euler a")
+    p.add_argument("--cfg-scale", type=float, default=7.0)
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--vae", help="file name in models/VAE")
+    p.add_argument("--output", type=Path, required=True, help="PNG file to write (batch: _1, _2 ... suffixes)")
+    if image:
+        p.add_argument("--image", type=Path, required=True)
+        p.add_argument("--strength", type=float, default=0.75, help="denoising strength 0..1")
+        p.add_argument("--resize-mode", type=int, default=0, choices=[0, 1, 2])
+    if mask:
+        p.add_argument("--mask", type=Path, required=True, help="white = repaint")
+        p.add_argument("--mask-blur", type=int, default=4)
+        p.add_argument("--only-masked", action="store_true", help="inpaint only the masked area at full resolution")
+        p.add_argument("--padding", type=int, default=32)
+        p.add_argument("--fill", default="original", choices=["original", "fill", "latent noise"])
+        p.add_argument("--invert-mask", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="Local Stable Diffusion + talking-head studio")
+    _add_common(parser)
+    _add_server(parser)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="start the web app (the default)")
+    _add_common(serve)
+    _add_server(serve)
+    for name, image, mask in (("txt2img", False, False), ("img2img", True, False), ("inpaint", True, True)):
+        sp = sub.add_parser(name, help=f"{name} from the command line (same engine as the UI)")
+        _add_common(sp)
+        _add_generation(sp, image=image, mask=mask)
+    talk = sub.add_parser("talk", help="portrait + speech -> talking-head MP4")
+    _add_common(talk)
+    talk.add_argument("--image", type=Path, required=True)
+    talk.add_argument("--audio", type=Path, required=True)
+    talk.add_argument("--output", type=Path, required=True)
+    talk.add_argument("--size", type=int, default=256, choices=[256, 512])
+    talk.add_argument("--preprocess", default="crop", choices=["crop", "extcrop", "resize", "full", "extfull"])
+    talk.add_argument("--still", action="store_true")
+    talk.add_argument("--pose-style", type=int, default=0)
+    talk.add_argument("--expression-scale", type=float, default=1.0)
+    talk.add_argument("--no-blink", action="store_true")
+    talk.add_argument("--enhancer", choices=["gfpgan"], default=None)
+    talk.add_argument("--engine", default="auto", choices=["auto", "default", "sadtalker"])
+    talk.add_argument("--seed", type=int, default=0)
+    talk.add_argument("--input-yaw", type=int, nargs="+")
+    talk.add_argument("--input-pitch", type=int, nargs="+")
+    talk.add_argument("--input-roll", type=int, nargs="+")
+    sub.add_parser("train", help="train or fine-tune an SD-architecture model (see: app.py train --help)", add_help=False)
+    return parser
+
+
+def parse_auth(auth: Optional[str], auth_file: Optional[Path]) -> tuple[tuple[str, str], ...]:
+    """``user:pass,user2:pass2`` plus the entries of an auth file -> ((user, pass), ...)."""
+    entries: list[str] = []
+    if auth:
+        entries += auth.split(",")
+    if auth_file:
+        if not auth_file.is_file():
+            raise ValueError(f"--auth-file {auth_file} does not exist")
+        for line in auth_file.read_text(encoding="utf-8").splitlines():
+            entries += [e for e in line.strip().split(",") if e.strip() and not e.strip().startswith("#")]
+    pairs = []
+    for entry in entries:
+        user, sep, password = entry.strip().partition(":")
+        if not sep or not user or not password:
+            raise ValueError(f"bad login {entry.strip()!r}: expected user:password")
+        pairs.append((user, password))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class ParsedArgs:
+    config: AppConfig
+    command: str  # one of COMMANDS
+    args: argparse.Namespace  # the command's own options
+    rest: tuple[str, ...] = ()  # passed through to `train`
+
+
+def parse_args(argv: list[str]) -> ParsedArgs:
+    argv = list(argv)
+    if "train" in argv[:1]:  # train has its own parser (webui.train); hand it everything after the word
+        return ParsedArgs(AppConfig(), "train", argparse.Namespace(), tuple(argv[1:]))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    paths = PathsConfig()
+    paths = PathsConfig(
+        models_dir=(args.models_dir or paths.models_dir).resolve(),
+        checkpoints_dir=(args.checkpoints_dir or paths.checkpoints_dir).resolve(),
+        outputs_dir=(args.outputs_dir or paths.outputs_dir).resolve(),
+    )
+    perf = PerfConfig(
+        device=args.device,
+        precision=args.precision,
+        autocast=args.autocast,
+        tf32=not args.no_tf32,
+        attention=args.attention,
+        vae_slicing=args.vae_slicing,
+        vae_tiling=args.vae_tiling,
+        memory=MemoryMode(args.memory),
+        channels_last=args.channels_last,
+        threads=args.threads,
+    )
+    server = ServerConfig()
+    if command == "serve":
+        try:
+            auth = parse_auth(args.auth, args.auth_file)
+        except ValueError as e:
+            parser.error(str(e))
+        host = args.host or ("0.0.0.0" if args.listen else "127.0.0.1")
+        server = ServerConfig(host=host, port=args.port, auth=auth, api=not args.no_api)
+    limits = LimitsConfig(max_audio_seconds=args.max_audio_seconds)
+    config = AppConfig(server=server, paths=paths, perf=perf, limits=limits, default_model=args.default_model)
+    return ParsedArgs(config, command, args)

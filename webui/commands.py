@@ -1,0 +1,112 @@
+"""The scripting CLI: ``app.py txt2img|img2img|inpaint|talk``. Same services as the UI; errors exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from webui.services import Services
+
+
+def _open_image(path: Path, max_pixels: int):
+    from webui.uploads import open_image_file
+
+    return open_image_file(path, max_pixels=max_pixels)
+
+
+def _image_request(services: Services, command: str, args: argparse.Namespace):
+    from webui.diffusion.types import InpaintRequest, Img2ImgRequest, Txt2ImgRequest
+
+    common = dict(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        sampler=args.sampler,
+        steps=args.steps,
+        cfg_scale=args.cfg_scale,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        vae=args.vae,
+        save=False,
+    )
+    limits = services.config.limits
+    if command == "txt2img":
+        native = services.image.native_size()
+        return Txt2ImgRequest(width=args.width or native, height=args.height or native, **common)
+    image = _open_image(args.image, limits.max_image_pixels)
+    common.update(
+        image=image,
+        width=args.width or image.width,
+        height=args.height or image.height,
+        denoising_strength=args.strength,
+        resize_mode=args.resize_mode,
+    )
+    if command == "img2img":
+        return Img2ImgRequest(**common)
+    return InpaintRequest(
+        mask=_open_image(args.mask, limits.max_image_pixels).convert("L"),
+        mask_blur=args.mask_blur,
+        inpaint_full_res=args.only_masked,
+        inpaint_full_res_padding=args.padding,
+        inpainting_fill=args.fill,
+        invert_mask=args.invert_mask,
+        **common,
+    )
+
+
+def _output_paths(output: Path, n: int) -> list[Path]:
+    if n == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}_{i + 1}{output.suffix}") for i in range(n)]
+
+
+def run_image_command(services: Services, command: str, args: argparse.Namespace) -> int:
+    from webui.diffusion.infotext import save_png
+
+    request = _image_request(services, command, args)
+    run = {"txt2img": services.image.txt2img, "img2img": services.image.img2img, "inpaint": services.image.inpaint}
+    result = run[command](request)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    for image, infotext, path in zip(result.images, result.infotexts, _output_paths(args.output, len(result.images))):
+        save_png(image, path, infotext)
+        print(path)
+        print(infotext)
+    return 0
+
+
+def run_talk_command(services: Services, args: argparse.Namespace) -> int:
+    from talking_head.pipeline import TalkingHeadRequest
+
+    request = TalkingHeadRequest(
+        image=args.image,
+        audio=args.audio,
+        output=args.output,
+        size=args.size,
+        preprocess=args.preprocess,
+        still=args.still,
+        pose_style=args.pose_style,
+        expression_scale=args.expression_scale,
+        blink=not args.no_blink,
+        enhancer=args.enhancer,
+        seed=args.seed,
+        input_yaw=args.input_yaw,
+        input_pitch=args.input_pitch,
+        input_roll=args.input_roll,
+        engine=args.engine,
+        max_audio_seconds=services.config.limits.max_audio_seconds,
+    )
+    result = services.talking_head(request)
+    print(result.video_path)
+    for stage, seconds in result.timings.items():
+        print(f"{stage}: {seconds:.2f} s")
+    return 0
+
+
+def run_command(services: Services, command: str, args: argparse.Namespace) -> int:
+    try:
+        if command == "talk":
+            return run_talk_command(services, args)
+        return run_image_command(services, command, args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

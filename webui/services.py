@@ -1,0 +1,28 @@
+"""The long-lived services the UI, the API and the CLI share. Built once by ``app.py``; models load lazily."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from webui.config import AppConfig
+
+
+class Services:
+    """Holds one ImageService and one TalkingHeadPipeline per process (models loaded once, reused)."""
+
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self._lock = threading.Lock()
+
+    @cached_property
+    def image(self):
+        from webui.diffusion.service import ImageService
+
+        return ImageService(self.config)
+
+    @cached_property
+    def talking_head(self):
+        from talking_head.pipeline import TalkingHeadPipeline
+
+        return TalkingHeadPipeline.from_app_config(self.config)

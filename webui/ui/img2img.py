@@ -1,0 +1,40 @@
+"""The img2img tab: input image, resize mode and denoising strength on top of the shared widgets."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from webui.diffusion.types import RESIZE_MODES, Img2ImgRequest
+from webui.services import Services
+from webui.ui.common import GenerationWidgets, generation_widgets, run_with_progress
+
+
+def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
+    extra: dict = {}
+
+    def inputs() -> None:
+        extra["image"] = gr.Image(label="Input image", type="pil", image_mode="RGB", height=300,
+                                  elem_id="img2img_image")
+        extra["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
+                                        label="Resize mode", elem_id="img2img_resize_mode")
+        extra["strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
+                                      info="0 returns the input, 1 ignores it", elem_id="img2img_strength")
+
+    w = generation_widgets("img2img", samplers, native, extra=inputs)
+
+    def generate(values: dict, progress=gr.Progress()):
+        if values[extra["image"]] is None:
+            raise gr.Error("img2img needs an input image: upload one first")
+        request = Img2ImgRequest(
+            image=values[extra["image"]],
+            resize_mode=int(values[extra["resize_mode"]] or 0),
+            denoising_strength=float(values[extra["strength"]]),
+            **w.request_kwargs(values),
+        )
+        yield from run_with_progress(lambda cb: services.image.img2img(request, progress=cb), progress)
+
+    all_inputs = w.inputs() | {extra["image"], extra["resize_mode"], extra["strength"]}
+    w.generate.click(generate, inputs=all_inputs, outputs=w.outputs(), api_name="img2img")
+    w.interrupt.click(lambda: services.image.interrupt(), api_name=False, queue=False)
+    w.extra = extra  # type: ignore[attr-defined]  # used by "send to img2img"
+    return w

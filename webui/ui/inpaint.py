@@ -1,0 +1,87 @@
+"""The inpaint tab: draw the mask in the browser (or upload one), A1111's inpaint options."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from webui.diffusion.types import INPAINT_FILL_MODES, InpaintRequest
+from webui.services import Services
+from webui.ui.common import GenerationWidgets, generation_widgets, run_with_progress
+
+INPAINT_AREAS = ("Whole picture", "Only masked")
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")
+
+
+def editor_to_image_and_mask(value: Optional[dict]) -> tuple[Optional[Image.Image], Optional[Image.Image]]:
+    """gr.ImageMask value {background, layers, composite} -> (RGB image, L mask with white = painted)."""
+    if not value or value.get("background") is None:
+        return None, None
+    background = value["background"]
+    image = background.convert("RGB") if isinstance(background, Image.Image) else Image.fromarray(
+        np.asarray(background)).convert("RGB")
+    painted = np.zeros((image.height, image.width), dtype=bool)
+    for layer in value.get("layers") or []:
+        if layer is None:
+            continue
+        arr = np.asarray(layer.convert("RGBA") if isinstance(layer, Image.Image) else layer)
+        if arr.ndim == 3 and arr.shape[2] == 4 and arr.shape[:2] == painted.shape:
+            painted |= arr[:, :, 3] > 0
+    if not painted.any():
+        return image, None
+    return image, Image.fromarray((painted * 255).astype(np.uint8), mode="L")
+
+
+def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
+    extra: dict = {}
+
+    def inputs() -> None:
+        extra["editor"] = gr.ImageMask(label="Image — paint the area to repaint", type="pil", image_mode="RGBA",
+                                       height=360, layers=False, elem_id="inpaint_editor",
+                                       brush=gr.Brush(default_size=24, colors=["#ffffff"], color_mode="fixed"))
+        extra["mask_upload"] = gr.Image(label="Or upload a mask (white = repaint)", type="pil", image_mode="L",
+                                        height=160, elem_id="inpaint_mask_upload")
+        with gr.Row():
+            extra["mask_blur"] = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="inpaint_mask_blur")
+            extra["mask_mode"] = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], label="Mask mode",
+                                          elem_id="inpaint_mask_mode")
+        extra["fill"] = gr.Radio(list(INPAINT_FILL_MODES), value="original", label="Masked content",
+                                 elem_id="inpaint_fill")
+        with gr.Row():
+            extra["area"] = gr.Radio(list(INPAINT_AREAS), value=INPAINT_AREAS[0], label="Inpaint area",
+                                     elem_id="inpaint_area")
+            extra["padding"] = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
+                                         elem_id="inpaint_padding")
+        extra["strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
+                                      elem_id="inpaint_strength")
+
+    w = generation_widgets("inpaint", samplers, native, extra=inputs)
+
+    def generate(values: dict, progress=gr.Progress()):
+        image, drawn_mask = editor_to_image_and_mask(values[extra["editor"]])
+        if image is None:
+            raise gr.Error("Inpaint needs an image: upload one into the editor first")
+        mask = values[extra["mask_upload"]] if values[extra["mask_upload"]] is not None else drawn_mask
+        if mask is None:
+            raise gr.Error("Inpaint needs a mask: paint over the area to repaint, or upload a mask")
+        request = InpaintRequest(
+            image=image,
+            mask=mask.convert("L"),
+            mask_blur=int(values[extra["mask_blur"]]),
+            invert_mask=values[extra["mask_mode"]] == MASK_MODES[1],
+            inpainting_fill=values[extra["fill"]],
+            inpaint_full_res=values[extra["area"]] == INPAINT_AREAS[1],
+            inpaint_full_res_padding=int(values[extra["padding"]]),
+            denoising_strength=float(values[extra["strength"]]),
+            **w.request_kwargs(values),
+        )
+        yield from run_with_progress(lambda cb: services.image.inpaint(request, progress=cb), progress)
+
+    all_inputs = w.inputs() | {extra[k] for k in ("editor", "mask_upload", "mask_blur", "mask_mode", "fill", "area",
+                                                  "padding", "strength")}
+    w.generate.click(generate, inputs=all_inputs, outputs=w.outputs(), api_name="inpaint")
+    w.interrupt.click(lambda: services.image.interrupt(), api_name=False, queue=False)
+    return w

@@ -1,0 +1,59 @@
+"""The whole web UI: model bar on top, one tab per file in this package."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from webui.diffusion.samplers import SAMPLER_NAMES
+from webui.services import Services
+from webui.ui import img2img, inpaint, pnginfo, settings, talking_head, txt2img
+from webui.ui.common import guard
+
+TITLE = "SD Talking Studio"
+PLACEHOLDER_NOTE = ("⚠️ **{name} is a placeholder with random weights**: images will be noise. "
+                    "Drop a real model into `models/Stable-diffusion/`.")
+
+
+def model_banner(services: Services) -> str:
+    info = services.image.current_model()
+    if info.is_placeholder:
+        return PLACEHOLDER_NOTE.format(name=info.name)
+    return f"Model: **{info.title}**"
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    image = services.image
+    samplers = list(SAMPLER_NAMES)
+    native = image.native_size()
+    current = image.current_model()
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        with gr.Row():
+            model = gr.Dropdown([m.title for m in image.list_models()], value=current.title,
+                                label="Stable Diffusion checkpoint", scale=4, elem_id="model_dropdown")
+            refresh = gr.Button("🔄", scale=0, min_width=50, elem_id="model_refresh")
+        banner = gr.Markdown(model_banner(services), elem_id="model_banner")
+
+        def select_model(title: str) -> str:
+            image.load_model(title)
+            return model_banner(services)
+
+        def refresh_models():
+            return gr.Dropdown(choices=[m.title for m in image.list_models()])
+
+        model.change(guard(select_model), inputs=model, outputs=banner, api_name="select_model")
+        refresh.click(refresh_models, outputs=model, api_name=False)
+
+        with gr.Tabs() as tabs:
+            with gr.Tab("txt2img", id="txt2img"):
+                t2i = txt2img.build(services, samplers, native)
+            with gr.Tab("img2img", id="img2img"):
+                img2img.build(services, samplers, native)
+            with gr.Tab("Inpaint", id="inpaint"):
+                inpaint.build(services, samplers, native)
+            with gr.Tab("Talking head", id="talking_head"):
+                talking_head.build(services)
+            with gr.Tab("PNG Info", id="pnginfo"):
+                pnginfo.build(t2i, tabs, "txt2img")
+            with gr.Tab("Settings", id="settings"):
+                settings.build(services)
+    return demo

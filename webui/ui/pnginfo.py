@@ -1,0 +1,67 @@
+"""The PNG Info tab: read the A1111 ``parameters`` text of any PNG and send it to txt2img."""
+
+from __future__ import annotations
+
+import gradio as gr
+from PIL import Image
+
+from webui.diffusion.infotext import parse_infotext, read_png_parameters
+from webui.ui.common import GenerationWidgets, guard
+
+
+def read_info(path: str | None) -> tuple[str, dict]:
+    if not path:
+        return "", {}
+    try:
+        with Image.open(path) as image:
+            text = read_png_parameters(image)
+    except OSError as e:
+        raise ValueError(f"not a readable image: {e}") from e
+    if not text:
+        return "This image has no generation parameters.", {}
+    return text, parse_infotext(text)
+
+
+def fields_for_txt2img(params: dict, w: GenerationWidgets) -> dict:
+    """Parsed infotext -> updates of the txt2img widgets (only the keys present)."""
+    updates: dict = {}
+    mapping = {
+        "Prompt": (w.prompt, str),
+        "Negative prompt": (w.negative_prompt, str),
+        "Sampler": (w.sampler, str),
+        "Steps": (w.steps, int),
+        "CFG scale": (w.cfg_scale, float),
+        "Seed": (w.seed, int),
+        "Size-1": (w.width, int),
+        "Size-2": (w.height, int),
+    }
+    for key, (widget, cast) in mapping.items():
+        if key in params:
+            try:
+                updates[widget] = cast(params[key])
+            except (TypeError, ValueError):
+                continue
+    if "Sampler" in params and params.get("Schedule type") not in (None, "Automatic", "Uniform"):
+        updates[w.sampler] = f"{params['Sampler']} {params['Schedule type']}"
+    return updates
+
+
+def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> None:
+    with gr.Row():
+        with gr.Column():
+            upload = gr.Image(label="Source PNG", type="filepath", height=360, elem_id="pnginfo_image")
+        with gr.Column():
+            text = gr.Textbox(label="Parameters", lines=8, interactive=False, elem_id="pnginfo_text")
+            parsed = gr.JSON(label="Parsed", elem_id="pnginfo_json")
+            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
+    upload.change(guard(read_info), inputs=upload, outputs=[text, parsed], api_name="png_info")
+
+    targets = [txt2img.prompt, txt2img.negative_prompt, txt2img.sampler, txt2img.steps, txt2img.cfg_scale,
+               txt2img.seed, txt2img.width, txt2img.height]
+
+    def send_to_txt2img(params: dict):
+        updates = fields_for_txt2img(params or {}, txt2img)
+        return [gr.update(value=updates[t]) if t in updates else gr.skip() for t in targets] + [
+            gr.Tabs(selected=txt2img_tab_id)]
+
+    send.click(send_to_txt2img, inputs=parsed, outputs=targets + [tabs], api_name=False)

@@ -1,0 +1,22 @@
+"""The txt2img tab: widgets -> Txt2ImgRequest -> ImageService.txt2img."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from webui.diffusion.types import Txt2ImgRequest
+from webui.services import Services
+from webui.ui.common import GenerationWidgets, generation_widgets, run_with_progress
+
+
+def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
+    w = generation_widgets("txt2img", samplers, native)
+
+    def generate(values: dict, progress=gr.Progress()):
+        request = Txt2ImgRequest(**w.request_kwargs(values))
+        yield from run_with_progress(lambda cb: services.image.txt2img(request, progress=cb), progress)
+
+    w.generate.click(generate, inputs=w.inputs(), outputs=w.outputs(), api_name="txt2img")
+    w.prompt.submit(generate, inputs=w.inputs(), outputs=w.outputs(), api_name=False)
+    w.interrupt.click(lambda: services.image.interrupt(), api_name="interrupt", queue=False)
+    return w
