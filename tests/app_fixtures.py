@@ -1,0 +1,62 @@
+"""Shared fixtures for the app-level tests: a tiny model folder and a live server behind a login."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from webui.config import AppConfig, PathsConfig, ServerConfig
+
+LOGIN = ("alice", "wonderland")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """models/ with one tiny random-weight SD model (diffusers folder) in Stable-diffusion/."""
+    from webui.diffusion.tiny import save_tiny_model
+
+    models = tmp_path_factory.mktemp("models")
+    for sub in ("Stable-diffusion", "VAE", "Lora", "GFPGAN"):
+        (models / sub).mkdir()
+    save_tiny_model(models / "Stable-diffusion" / "tiny-sd", seed=0)
+    return models
+
+
+def app_config(models: Path, tmp: Path, port: int = 7860, auth=()) -> AppConfig:
+    paths = PathsConfig(models_dir=models, checkpoints_dir=tmp / "checkpoints", outputs_dir=tmp / "outputs")
+    return AppConfig(server=ServerConfig(host="127.0.0.1", port=port, auth=tuple(auth)), paths=paths)
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_models_dir, tmp_path_factory):
+    """The real app (API + UI) served by uvicorn on a free loopback port, with a login."""
+    import uvicorn
+
+    from webui.server import build_app
+    from webui.services import Services
+
+    port = free_port()
+    config = app_config(tiny_models_dir, tmp_path_factory.mktemp("server"), port=port, auth=[LOGIN])
+    services = Services(config)
+    app = build_app(services)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", services
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,90 @@
+"""A real headless browser (Debian chromium via Playwright) clicking through the UI behind the login."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.app_fixtures import LOGIN
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
+SHOTS = Path(os.environ["SCREENSHOT_DIR"]) if os.environ.get("SCREENSHOT_DIR") else None
+
+
+@pytest.fixture(scope="module")
+def page(live_server):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is not installed: run bash scripts/install.sh --test")
+    url, _ = live_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    if SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_login_then_txt2img(page):
+    # The login form comes first: nothing of the app is visible without it.
+    page.get_by_label("username").fill("alice")
+    page.get_by_label("password").fill("bad-password")
+    page.get_by_role("button", name="Login").click()
+    page.get_by_text("Incorrect", exact=False).wait_for()
+    page.get_by_label("username").fill(LOGIN[0])
+    page.get_by_label("password").fill(LOGIN[1])
+    page.get_by_role("button", name="Login").click()
+    page.locator("#txt2img_prompt textarea").wait_for()
+
+    page.locator("#txt2img_prompt textarea").fill("a large red circle in the center, white background")
+    page.locator("#txt2img_generate").click()
+    image = page.locator("#txt2img_gallery img").first
+    image.wait_for(state="visible")
+    info = page.locator("#txt2img_info textarea")
+    page.wait_for_function("el => el.value.includes('Steps:')", arg=info.element_handle())
+    assert "Seed:" in info.input_value()
+    shot(page, "txt2img")
+
+
+def test_inpaint_with_drawn_mask(page, tmp_path):
+    page.get_by_role("tab", name="Inpaint").click()
+    source = tmp_path / "source.png"
+    Image.fromarray(np.full((64, 64, 3), (40, 120, 200), np.uint8)).save(source)
+    page.locator("#inpaint_editor input[type=file]").set_input_files(str(source))
+    canvas = page.locator("#inpaint_editor canvas").first
+    canvas.wait_for(state="visible")
+    page.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 20, cy)
+    page.mouse.down()
+    for dx in range(-20, 21, 4):
+        page.mouse.move(cx + dx, cy + dx / 4)
+    page.mouse.up()
+    page.locator("#inpaint_prompt textarea").fill("a green square")
+    page.locator("#inpaint_generate").click()
+    page.locator("#inpaint_gallery img").first.wait_for(state="visible")
+    info = page.locator("#inpaint_info textarea")
+    page.wait_for_function("el => el.value.includes('Denoising strength')", arg=info.element_handle())
+    shot(page, "inpaint")
+
+
+def test_other_tabs_render(page):
+    for tab, element in (("img2img", "#img2img_strength"), ("Talking head", "#talk_generate"),
+                         ("PNG Info", "#pnginfo_text"), ("Settings", "#settings_apply")):
+        page.get_by_role("tab", name=tab).click()
+        page.locator(element).wait_for(state="visible")
+        shot(page, tab.lower().replace(" ", "_"))
