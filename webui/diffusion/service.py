@@ -1,0 +1,508 @@
+"""ImageService: txt2img / img2img / inpaint over a cached diffusers pipeline set.
+
+One job at a time (A1111's ``queue_lock``); progress is polled with ``progress_state()`` (the shape of
+A1111's ``/progress``) or pushed to a ``ProgressCallback``; ``interrupt()`` stops the running job
+within one denoising step. Every public entry validates its request first (``check_inputs``) and
+raises ValueError naming the bad value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import random
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from webui.config import AppConfig, MemoryMode, PerfConfig
+from webui.diffusion import images as imgs
+from webui.diffusion import registry
+from webui.diffusion.infotext import build_infotext, save_png
+from webui.diffusion.loading import ModelManager, PipelineSet
+from webui.diffusion.lora import apply_loras, lora_hashes_text, parse_lora_tags
+from webui.diffusion.perf import apply_perf, autocast_context, check_perf, resolve_device, resolve_dtype
+from webui.diffusion.samplers import make_scheduler, schedule_type_of, split_sampler_name
+from webui.diffusion.types import (
+    INPAINT_FILL_MODES,
+    RESIZE_MODES,
+    Img2ImgRequest,
+    ImageResult,
+    InpaintRequest,
+    ModelInfo,
+    ProgressCallback,
+    ProgressInfo,
+    Txt2ImgRequest,
+)
+
+log = logging.getLogger(__name__)
+
+TAB_DIRS = {"txt2img": "txt2img-images", "img2img": "img2img-images", "inpaint": "inpaint-images"}
+CFG_RANGE = (1.0, 30.0)
+MIN_SIDE = 64
+MAX_SEED = 2**32 - 1
+MAX_MASK_BLUR = 64
+MAX_PADDING = 256
+PLACEHOLDER_DIR_NAME = "placeholder-tiny"
+PREVIEW_VAE_MAX_PARAMS = 5_000_000  # decode previews with the real VAE only when it is this small
+# Linear latent -> RGB approximation for SD1.x VAEs (rows: latent channels, cols: R, G, B)
+SD15_LATENT_RGB = torch.tensor(
+    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+)
+
+
+class ImageService:
+    """The image engine behind the UI, the REST API and the CLI."""
+
+    def __init__(self, config: AppConfig, manager: ModelManager | None = None):
+        self.config = config
+        self._perf = config.perf
+        self._manager = manager or ModelManager()
+        self._queue_lock = threading.Lock()  # one generation (or model load) at a time
+        self._state_lock = threading.Lock()
+        self._interrupt = threading.Event()
+        self._current: ModelInfo | None = None
+        self._models: list[ModelInfo] | None = None
+        self._state = self._idle_state()
+
+    # ------------------------------------------------------------------ registry
+    def list_models(self, refresh: bool = True) -> list[ModelInfo]:
+        if refresh or self._models is None:
+            self._models = registry.scan_models(self.config.paths)
+        return list(self._models)
+
+    def list_vaes(self) -> list[str]:
+        return [p.name for p in registry.scan_vaes(self.config.paths)]
+
+    def list_loras(self) -> list[str]:
+        return [p.stem for p in registry.scan_loras(self.config.paths)]
+
+    def ensure_default_model(self) -> list[ModelInfo]:
+        """When models/Stable-diffusion/ holds nothing, write a tiny PLACEHOLDER model there."""
+        models = self.list_models()
+        if not models:
+            from webui.diffusion.tiny import create_placeholder_model
+
+            target = Path(self.config.paths.sd_dir) / PLACEHOLDER_DIR_NAME
+            log.warning("No models in %s: writing a random-weight placeholder at %s", self.config.paths.sd_dir, target)
+            create_placeholder_model(target)
+            models = self.list_models()
+        return models
+
+    def find_model(self, name_or_title: str) -> ModelInfo:
+        models = self.list_models(refresh=False) if self._models else self.list_models()
+        try:
+            return registry.find_model(models, name_or_title)
+        except ValueError:
+            return registry.find_model(self.list_models(), name_or_title)  # maybe added since the last scan
+
+    def current_model(self) -> ModelInfo:
+        """The selected model (chosen lazily: config.default_model, else the first registry entry)."""
+        if self._current is None:
+            models = self.ensure_default_model()
+            if self.config.default_model:
+                self._current = registry.find_model(models, self.config.default_model)
+            else:
+                self._current = models[0]
+        return self._current
+
+    def load_model(self, name_or_title: str) -> ModelInfo:
+        """Select and load a model by "name" or "name [hash]" (ValueError if unknown)."""
+        model = self.find_model(name_or_title)
+        with self._queue_lock:
+            self._pipes(model, None)
+            self._current = model
+        return model
+
+    # ------------------------------------------------------------------ perf
+    @property
+    def perf(self) -> PerfConfig:
+        return self._perf
+
+    def set_perf(self, perf: PerfConfig) -> None:
+        """Switch perf settings; re-applies them to the loaded pipelines (device/dtype/memory change reloads)."""
+        check_perf(perf)
+        device = resolve_device(perf)
+        dtype = resolve_dtype(perf, device)
+        with self._queue_lock:
+            old = self._perf
+            self._perf = perf
+            reload = (resolve_device(old), resolve_dtype(old, resolve_device(old)), MemoryMode(old.memory)) != (
+                device,
+                dtype,
+                MemoryMode(perf.memory),
+            )
+            if reload:
+                loaded = self._manager.loaded()
+                self._manager.clear()
+                for pipes in loaded:  # reload what was loaded, now with the new placement
+                    vae = Path(self.config.paths.vae_dir) / pipes.vae_name if pipes.vae_name else None
+                    self._manager.get(pipes.model, perf, device, dtype, vae_path=vae)
+            else:
+                for pipes in self._manager.loaded():
+                    apply_perf(pipes.txt2img, perf, device)
+
+    # ------------------------------------------------------------------ progress / interrupt
+    @staticmethod
+    def _idle_state() -> dict[str, Any]:
+        return {
+            "job": "",
+            "job_count": 0,
+            "job_no": 0,
+            "sampling_step": 0,
+            "sampling_steps": 0,
+            "interrupted": False,
+            "started": None,
+            "current_image": None,
+            "textinfo": "",
+        }
+
+    def progress_state(self) -> dict[str, Any]:
+        """A1111 ``/progress``: {progress 0-1, eta_relative, state:{...}, current_image (PIL|None), textinfo}."""
+        with self._state_lock:
+            s = dict(self._state)
+        progress = 0.0
+        if s["job_count"]:
+            progress = s["job_no"] / s["job_count"]
+            if s["sampling_steps"]:
+                progress += s["sampling_step"] / s["sampling_steps"] / s["job_count"]
+        progress = min(max(progress, 0.0), 1.0)
+        eta = 0.0
+        if s["started"] and progress > 0:
+            elapsed = time.time() - s["started"]
+            eta = elapsed / progress - elapsed
+        return {
+            "progress": progress,
+            "eta_relative": eta,
+            "state": {k: s[k] for k in ("job", "job_count", "job_no", "sampling_step", "sampling_steps", "interrupted")},
+            "current_image": s["current_image"],
+            "textinfo": s["textinfo"],
+        }
+
+    def _set_state(self, **kw: Any) -> None:
+        with self._state_lock:
+            self._state.update(kw)
+
+    def interrupt(self) -> None:
+        """Stop the running job within one step; it returns the images made so far (interrupted=True)."""
+        self._interrupt.set()
+        self._set_state(interrupted=True)
+
+    # ------------------------------------------------------------------ validation
+    def check_inputs(self, req: Txt2ImgRequest) -> None:
+        """Raise ValueError naming the first bad value of ``req``."""
+        lim = self.config.limits
+
+        def _int_in(name: str, value: Any, lo: int, hi: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+
+        if not isinstance(req.prompt, str) or not isinstance(req.negative_prompt, str):
+            raise ValueError("prompt and negative_prompt must be strings")
+        for name in ("width", "height"):
+            value = getattr(req, name)
+            _int_in(name, value, MIN_SIDE, lim.max_side)
+            if value % 8:
+                raise ValueError(f"{name} must be a multiple of 8, got {value}")
+        _int_in("steps", req.steps, 1, lim.max_steps)
+        if not isinstance(req.cfg_scale, (int, float)) or not CFG_RANGE[0] <= req.cfg_scale <= CFG_RANGE[1]:
+            raise ValueError(f"cfg_scale must be between {CFG_RANGE[0]:g} and {CFG_RANGE[1]:g}, got {req.cfg_scale!r}")
+        _int_in("batch_size", req.batch_size, 1, lim.max_batch)
+        _int_in("batch_count", req.batch_count, 1, lim.max_batch)
+        _int_in("seed", req.seed, -1, MAX_SEED)
+        split_sampler_name(req.sampler)  # ValueError lists the valid names
+        parse_lora_tags(req.prompt)  # ValueError on a bad weight
+        if req.model:
+            self.find_model(req.model)
+        if req.vae and req.vae not in self.list_vaes():
+            raise ValueError(f"Unknown VAE {req.vae!r}: put it in models/VAE; available: {', '.join(self.list_vaes()) or 'none'}")
+
+        if isinstance(req, Img2ImgRequest):
+            imgs.check_image(req.image, "image", lim.max_image_pixels)
+            if not isinstance(req.denoising_strength, (int, float)) or not 0.0 <= req.denoising_strength <= 1.0:
+                raise ValueError(f"denoising_strength must be between 0 and 1, got {req.denoising_strength!r}")
+            if req.resize_mode not in range(len(RESIZE_MODES)):
+                raise ValueError(f"resize_mode must be 0..{len(RESIZE_MODES) - 1} ({', '.join(RESIZE_MODES)}), got {req.resize_mode!r}")
+        if isinstance(req, InpaintRequest):
+            imgs.check_image(req.mask, "mask", lim.max_image_pixels)
+            if req.mask.size != req.image.size:
+                raise ValueError(
+                    f"mask size {req.mask.size[0]}x{req.mask.size[1]} differs from image size "
+                    f"{req.image.size[0]}x{req.image.size[1]}"
+                )
+            _int_in("mask_blur", req.mask_blur, 0, MAX_MASK_BLUR)
+            _int_in("inpaint_full_res_padding", req.inpaint_full_res_padding, 0, MAX_PADDING)
+            self._fill_mode(req.inpainting_fill)
+
+    @staticmethod
+    def _fill_mode(value: Any) -> str:
+        """Masked-content mode by name, or by A1111 API integer (0 fill, 1 original, 2 latent noise)."""
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(INPAINT_FILL_MODES):
+            return INPAINT_FILL_MODES[int(value)]
+        if value in INPAINT_FILL_MODES:
+            return value
+        raise ValueError(f"inpainting_fill must be one of {', '.join(INPAINT_FILL_MODES)} (or 0-2), got {value!r}")
+
+    # ------------------------------------------------------------------ public jobs
+    def txt2img(self, req: Txt2ImgRequest, progress: ProgressCallback | None = None) -> ImageResult:
+        self.check_inputs(req)
+        return self._run("txt2img", req, progress)
+
+    def img2img(self, req: Img2ImgRequest, progress: ProgressCallback | None = None) -> ImageResult:
+        if not isinstance(req, Img2ImgRequest):
+            raise ValueError("img2img needs an Img2ImgRequest with an image")
+        self.check_inputs(req)
+        return self._run("img2img", req, progress)
+
+    def inpaint(self, req: InpaintRequest, progress: ProgressCallback | None = None) -> ImageResult:
+        if not isinstance(req, InpaintRequest):
+            raise ValueError("inpaint needs an InpaintRequest with an image and a mask")
+        self.check_inputs(req)
+        if req.mask is not None and imgs.mask_bbox(self._prepared_mask(req)) is None:
+            raise ValueError("mask is empty (no white pixels): nothing to inpaint")
+        return self._run("inpaint", req, progress)
+
+    # ------------------------------------------------------------------ internals
+    def _pipes(self, model: ModelInfo, vae: str | None) -> PipelineSet:
+        device = resolve_device(self._perf)
+        dtype = resolve_dtype(self._perf, device)
+        vae_path = Path(self.config.paths.vae_dir) / vae if vae else None
+        return self._manager.get(model, self._perf, device, dtype, vae_path=vae_path)
+
+    @staticmethod
+    def _seeds(req: Txt2ImgRequest) -> list[int]:
+        """A1111: seed -1 -> random; image i of batch b gets seed + b * batch_size + i."""
+        seed = random.randrange(MAX_SEED + 1) if req.seed == -1 else int(req.seed)
+        return [(seed + n) % (MAX_SEED + 1) for n in range(req.batch_count * req.batch_size)]
+
+    @staticmethod
+    def _prepared_mask(req: InpaintRequest) -> Image.Image:
+        mask = imgs.to_mask(req.mask)
+        return ImageOps.invert(mask) if req.invert_mask else mask
+
+    def _preview(self, pipes: PipelineSet, latents: torch.Tensor) -> Image.Image:
+        """Cheap preview of the first latent [1?, 4, h, w]: the VAE itself when tiny, else a linear map."""
+        lat = latents[:1].detach()
+        vae = pipes.txt2img.vae
+        with torch.no_grad():
+            if sum(p.numel() for p in vae.parameters()) <= PREVIEW_VAE_MAX_PARAMS:
+                x = vae.decode(lat.to(vae.dtype) / vae.config.scaling_factor).sample[0]
+                rgb = (x.float().clamp(-1, 1) + 1) / 2
+            else:
+                rgb = torch.einsum("chw,cr->rhw", lat[0].float().cpu(), SD15_LATENT_RGB)
+                rgb = ((rgb + 1) / 2).clamp(0, 1)
+        arr = (rgb.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        return Image.fromarray(arr)
+
+    def _make_callback(self, pipes, batch_no: int, batch_count: int, progress: ProgressCallback | None) -> Callable:
+        def on_step_end(pipe, i, t, kwargs):
+            if self._interrupt.is_set():
+                pipe._interrupt = True  # diffusers skips the remaining steps, then decodes
+            total = getattr(pipe, "num_timesteps", None) or 0
+            preview = self._preview(pipes, kwargs["latents"])
+            self._set_state(sampling_step=i + 1, sampling_steps=total, job_no=batch_no, current_image=preview)
+            if progress is not None:
+                progress(ProgressInfo(job=batch_no, job_count=batch_count, step=i + 1, steps=total, preview=preview))
+            return kwargs
+
+        return on_step_end
+
+    def _run(self, kind: str, req: Txt2ImgRequest, progress: ProgressCallback | None) -> ImageResult:
+        with self._queue_lock:
+            self._interrupt.clear()
+            self._set_state(**{**self._idle_state(), "job": kind, "job_count": req.batch_count, "started": time.time()})
+            try:
+                return self._run_locked(kind, req, progress)
+            finally:
+                self._set_state(job="", sampling_step=0, sampling_steps=0, job_count=0, job_no=0, started=None)
+
+    def _run_locked(self, kind: str, req: Txt2ImgRequest, progress: ProgressCallback | None) -> ImageResult:
+        # 1. Model, LoRAs, seeds
+        model = self.find_model(req.model) if req.model else self.current_model()
+        pipes = self._pipes(model, req.vae)
+        self._current = model
+        prompt, loras = parse_lora_tags(req.prompt)
+        lora_hashes = apply_loras(pipes.txt2img, pipes.loras, Path(self.config.paths.lora_dir), loras)
+        seeds = self._seeds(req)
+        self._set_state(textinfo=f"{kind}: {len(seeds)} image(s), model {model.name}")
+
+        # 2. Prepare the input image/mask once (img2img / inpaint)
+        prepared = self._prepare_inputs(kind, req)
+
+        # 3. Batches
+        images: list[Image.Image] = []
+        out_seeds: list[int] = []
+        interrupted = False
+        for b in range(req.batch_count):
+            if self._interrupt.is_set():
+                interrupted = True
+                break
+            batch_seeds = seeds[b * req.batch_size : (b + 1) * req.batch_size]
+            callback = self._make_callback(pipes, b, req.batch_count, progress)
+            batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback)
+            images += batch_images
+            out_seeds += batch_seeds
+            self._set_state(job_no=b + 1, current_image=batch_images[0] if batch_images else None)
+            if progress is not None and not self._interrupt.is_set():
+                progress(ProgressInfo(job=b, job_count=req.batch_count, step=req.steps, steps=req.steps, preview=None))
+            if self._interrupt.is_set():
+                interrupted = True
+                break
+
+        # 4. Infotexts and saving
+        infotexts = [self._infotext(kind, req, model, pipes, seed, lora_hashes) for seed in out_seeds]
+        paths: list[Path] = []
+        if req.save:
+            for image, seed, info in zip(images, out_seeds, infotexts):
+                paths.append(save_png(image, self._next_path(kind, seed), info))
+        return ImageResult(images=images, seeds=out_seeds, infotexts=infotexts, paths=paths, interrupted=interrupted)
+
+    def _prepare_inputs(self, kind: str, req: Txt2ImgRequest) -> dict[str, Any]:
+        w, h = req.width, req.height
+        if kind == "txt2img":
+            return {}
+        image = imgs.to_rgb(req.image)
+        if kind == "img2img":
+            return {"image": imgs.resize_image(image, w, h, req.resize_mode)}
+        # inpaint: white = repaint; blur; either crop around the mask ("Only masked") or the whole picture
+        mask = self._prepared_mask(req)
+        blurred = imgs.blur_mask(mask, req.mask_blur)
+        fill = self._fill_mode(req.inpainting_fill)
+        if req.inpaint_full_res:
+            box = imgs.mask_bbox(mask)
+            crop = imgs.expand_crop_region(box, req.inpaint_full_res_padding, w, h, *image.size)
+            work_image = image.crop(crop).resize((w, h), imgs.RESAMPLE)
+            work_mask = blurred.crop(crop).resize((w, h), imgs.RESAMPLE)
+        else:
+            crop = None
+            work_image = imgs.resize_image(image, w, h, req.resize_mode)
+            work_mask = imgs.resize_image(blurred, w, h, req.resize_mode)
+        pipe_image = imgs.fill_masked(work_image, work_mask) if fill == "fill" else work_image
+        return {
+            "original": image,
+            "full_mask": blurred,
+            "crop": crop,
+            "work_image": work_image,
+            "work_mask": work_mask,
+            "pipe_image": pipe_image,
+            # latent noise: the masked region starts from pure noise, i.e. strength 1.0 there; the
+            # unmasked region is pinned to the original latents each step (4-ch) / by the composite.
+            "strength": 1.0 if fill == "latent noise" else float(req.denoising_strength),
+        }
+
+    @staticmethod
+    def _steps_for(steps: int, strength: float) -> int:
+        """diffusers runs int(steps * strength) steps; make sure that is at least one."""
+        return steps if steps * strength >= 1 else int(np.ceil(1.0 / strength))
+
+    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback) -> list[Image.Image]:
+        n = len(seeds)
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        common = dict(
+            prompt=[prompt] * n,
+            negative_prompt=[req.negative_prompt] * n,
+            height=req.height,
+            width=req.width,
+            guidance_scale=float(req.cfg_scale),
+            generator=generators,
+            callback_on_step_end=callback,
+            callback_on_step_end_tensor_inputs=["latents"],
+            output_type="pil",
+        )
+        white = Image.new("L", (req.width, req.height), 255)
+        with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype):
+            if kind == "txt2img":
+                if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
+                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler)
+                    blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))
+                    return pipe(image=blank, mask_image=white, strength=1.0, num_inference_steps=req.steps, **common).images
+                pipe = self._with_sampler(pipes.txt2img, pipes, req.sampler)
+                return pipe(num_inference_steps=req.steps, **common).images
+
+            if kind == "img2img":
+                image = prepared["image"]
+                strength = float(req.denoising_strength)
+                if strength == 0.0:  # nothing to denoise: the (resized) input is the answer
+                    return [image.copy() for _ in seeds]
+                steps = self._steps_for(req.steps, strength)
+                if pipes.is_inpaint_model:
+                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler)
+                    return pipe(image=image, mask_image=white, strength=strength, num_inference_steps=steps, **common).images
+                pipe = self._with_sampler(pipes.img2img, pipes, req.sampler)
+                return pipe(image=image, strength=strength, num_inference_steps=steps, **common).images
+
+            # inpaint
+            strength = prepared["strength"]
+            if strength == 0.0:
+                generated = [prepared["work_image"].copy() for _ in seeds]
+            else:
+                pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler)
+                generated = pipe(
+                    image=prepared["pipe_image"],
+                    mask_image=prepared["work_mask"],
+                    strength=strength,
+                    num_inference_steps=self._steps_for(req.steps, strength),
+                    **common,
+                ).images
+        return [self._paste_back(g, prepared) for g in generated]
+
+    @staticmethod
+    def _paste_back(generated: Image.Image, prepared: dict[str, Any]) -> Image.Image:
+        """Keep unmasked pixels equal to the original (A1111 does this too)."""
+        crop = prepared["crop"]
+        if crop is None:
+            return imgs.composite(generated, prepared["work_image"], prepared["work_mask"])
+        x1, y1, x2, y2 = crop
+        original = prepared["original"]
+        pasted = original.copy()
+        pasted.paste(generated.resize((x2 - x1, y2 - y1), imgs.RESAMPLE), (x1, y1))
+        return imgs.composite(pasted, original, prepared["full_mask"])
+
+    @staticmethod
+    def _with_sampler(pipe, pipes: PipelineSet, sampler: str):
+        pipe.scheduler = make_scheduler(sampler, pipes.base_scheduler_config)
+        return pipe
+
+    def _infotext(self, kind, req, model: ModelInfo, pipes: PipelineSet, seed: int, lora_hashes: dict) -> str:
+        base, _ = split_sampler_name(req.sampler)
+        params: dict[str, Any] = {
+            "Steps": req.steps,
+            "Sampler": base,
+            "Schedule type": schedule_type_of(req.sampler),
+            "CFG scale": req.cfg_scale,
+            "Seed": seed,
+            "Size": f"{req.width}x{req.height}",
+            "Model hash": (model.sha256 or "")[:10] or None,
+            "Model": model.name,
+        }
+        if pipes.vae_name:
+            vae_path = Path(self.config.paths.vae_dir) / pipes.vae_name
+            params["VAE hash"] = registry.sha256_of(vae_path)[:10]
+            params["VAE"] = pipes.vae_name
+        if kind in ("img2img", "inpaint"):
+            params["Denoising strength"] = req.denoising_strength
+        if kind == "inpaint":
+            params["Mask blur"] = req.mask_blur if req.mask_blur > 0 else None
+            if req.inpaint_full_res:
+                params["Inpaint area"] = "Only masked"
+                params["Masked area padding"] = req.inpaint_full_res_padding
+            fill = self._fill_mode(req.inpainting_fill)
+            params["Masked content"] = fill if fill != "original" else None
+            if req.invert_mask:
+                params["Mask mode"] = "Inpaint not masked"
+        params["Lora hashes"] = lora_hashes_text(lora_hashes)
+        return build_infotext(req.prompt, req.negative_prompt, params)
+
+    def _next_path(self, kind: str, seed: int) -> Path:
+        folder = Path(self.config.paths.outputs_dir) / TAB_DIRS[kind] / _dt.date.today().isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        numbers = [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+        return folder / f"{max(numbers, default=-1) + 1:05d}-{seed}.png"
