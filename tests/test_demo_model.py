@@ -1,0 +1,140 @@
+"""The embedded demo model: data generator, classical-CV checker, train/resume, committed weights."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webui.train.data import VOCAB, FolderData, Scene, ShapesData, _jittered, render_scene, sample_scene, scene_for_seed
+from webui.train.evaluate import analyse, held_out_cases
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "models" / "Stable-diffusion" / "demo-shapes"
+
+# words captions may use besides the vocabulary table
+GLUE = {"a", "an", "on", "at", "the", "in", "near", "side", "middle", "centre", "and", "with", "background", "two"}
+
+
+def _vocab_words() -> set:
+    words = set(VOCAB.colours) | set(VOCAB.shapes) | set(VOCAB.shapes.values())
+    for _, syn in VOCAB.sizes.values():
+        words |= set(syn)
+    for _, phrases in VOCAB.positions.values():
+        for p in phrases:
+            words |= set(p.split())
+    return words | GLUE
+
+
+def test_generator_is_deterministic_per_seed():
+    a, b = ShapesData(seed=3, size=64), ShapesData(seed=3, size=64)
+    for i in range(5):
+        (ia, ca), (ib, cb) = a.item(i), b.item(i)
+        assert ca == cb
+        assert np.array_equal(ia, ib)
+        assert ia.shape == (64, 64, 3) and ia.dtype == np.uint8
+    other = ShapesData(seed=4, size=64).item(0)
+    assert other[1] != a.item(0)[1] or not np.array_equal(other[0], a.item(0)[0])
+
+
+def test_captions_use_the_vocab_table_and_respect_the_holdout():
+    allowed = _vocab_words()
+    rng = random.Random(0)
+    for _ in range(300):
+        scene = sample_scene(rng, holdout=True)
+        words = set(re.findall(r"[a-z]+", scene.caption))
+        assert words <= allowed, (scene.caption, words - allowed)
+        for s in scene.shapes:
+            assert (s.colour, s.shape) not in VOCAB.held_out
+            assert s.colour in scene.caption and (s.shape in scene.caption)
+        for bg in scene.background:
+            assert bg in scene.caption
+    assert len(VOCAB.shapes) >= 5 and len(VOCAB.colours) >= 8
+
+
+def test_checker_reads_generator_images():
+    """Validates the evaluator: on drawn single-shape scenes it must be (near) always right."""
+    hits = {"colour": 0, "shape": 0, "position": 0, "background": 0}
+    n = 120
+    for i in range(n):
+        r = random.Random(i)
+        shape, colour = r.choice(list(VOCAB.shapes)), r.choice(list(VOCAB.colours))
+        bg = r.choice([c for c in VOCAB.colours if c != colour])
+        spec = _jittered(r, shape, colour, "large", r.choice(list(VOCAB.positions)))
+        a = analyse(render_scene(Scene((bg,), (spec,), ""), 128))
+        for key, want in (("colour", colour), ("shape", shape), ("position", spec.position), ("background", bg)):
+            hits[key] += int(getattr(a, key) == want)
+    for key, h in hits.items():
+        assert h / n >= 0.97, (key, h / n)
+
+
+def test_held_out_prompts_are_unseen_combinations():
+    cases = held_out_cases()
+    assert len(cases) >= 20
+    for c in cases:
+        assert (c.colour, c.shape) in VOCAB.held_out
+        assert c.colour != c.background
+
+
+def test_folder_dataset(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(render_scene(scene_for_seed(1), 48)).save(tmp_path / "one.png")
+    (tmp_path / "one.txt").write_text("a thing\n", encoding="utf-8")
+    img, cap = FolderData(tmp_path, size=32).item(0)
+    assert img.shape == (32, 32, 3) and cap == "a thing"
+    with pytest.raises(ValueError, match="does not exist"):
+        FolderData(tmp_path / "missing", 32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        FolderData(tmp_path / "empty", 32)
+
+
+def test_tiny_train_checkpoints_and_resumes(tmp_path, capsys):
+    import torch
+
+    from webui.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(
+        output=str(tmp_path / "model"), work_dir=str(tmp_path / "work"), preset="test", steps=3, batch_size=4,
+        checkpoint_every=2, pool_size=8, vae_steps=2, vae_batch=2, vae_crop=32, threads=1,
+    )
+    train(cfg)
+    state = torch.load(tmp_path / "work" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and "optimizer" in state and "ema" in state and "torch_rng" in state
+    assert (tmp_path / "model" / "model_index.json").is_file()
+    capsys.readouterr()
+    train(TrainConfig(**{**cfg.__dict__, "steps": 5}))
+    assert "resumed from" in capsys.readouterr().out
+    assert torch.load(tmp_path / "work" / "checkpoint.pt", weights_only=False)["step"] == 5
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tmp_path / "model", local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
+    out = pipe("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert out.shape == (1, 32, 32, 3)
+
+
+@pytest.mark.skipif(not (DEMO_DIR / "model_index.json").is_file(), reason="demo model not present")
+def test_committed_demo_model_draws_red():
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    torch.set_num_threads(2)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        DEMO_DIR, local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    img = pipe(
+        "a large red circle in the center, white background",
+        num_inference_steps=10,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
+    a = analyse(img)
+    assert a.colour == "red", a
+    assert a.background == "white", a

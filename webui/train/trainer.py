@@ -1,0 +1,455 @@
+"""Training loop for any SD-architecture model (no gradio).
+
+Two uses:
+- from scratch with a ``TinySDConfig`` preset: 1. train the VAE as an autoencoder on the data,
+  2. cache latents of a pool of training images, 3. train UNet + text encoder jointly (VAE frozen);
+- fine-tuning an existing diffusers folder (``base_model``): full UNet (optionally text encoder),
+  or LoRA adapters on the UNet attention projections (peft), saved loadable by
+  ``pipe.load_lora_weights``.
+
+The loop is the standard one: random timestep, noise added by the DDPM scheduler, the UNet predicts
+the noise, MSE (optionally min-SNR weighted); EMA of the trained weights, gradient accumulation,
+a checkpoint every N steps in ``work_dir/checkpoint`` (weights, EMA, optimizer, step, RNG state) and
+automatic resume from it. The batch of step ``s`` is a pure function of (seed, s), so a resumed run
+continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from webui.train import model_config
+from webui.train.data import FolderData, ShapesData, to_tensor
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    output: str  # where the final diffusers folder (or LoRA file) is written
+    work_dir: str = ""  # checkpoints + caches; default outputs/train/<output name>
+    data: str = "shapes"  # "shapes" (the drawn-scene generator) or a folder of image + .txt pairs
+    base_model: str = ""  # diffusers folder to fine-tune; empty -> a tiny model from scratch
+    preset: str = "demo"  # TinySDConfig preset for from-scratch training ("demo", "test")
+    resolution: int = 0  # 0 -> the preset's / base model's native resolution
+    steps: int = 2000  # optimizer steps of the UNet stage
+    batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-3
+    warmup: int = 100  # linear warm-up steps, then cosine decay to 10%
+    ema_decay: float = 0.999
+    checkpoint_every: int = 200
+    lora_rank: int = 0  # > 0: train LoRA adapters on the UNet attention instead of full weights
+    train_text_encoder: bool = True  # ignored with LoRA
+    cond_dropout: float = 0.1  # empty caption probability (classifier-free guidance)
+    min_snr_gamma: float = 5.0  # 0 -> plain MSE
+    pool_size: int = 10000  # training images whose latents are cached
+    vae_steps: int = 1000  # from scratch only: autoencoder pre-training steps
+    vae_batch: int = 16
+    vae_crop: int = 64  # the VAE is fully convolutional: pre-train it on random crops
+    vae_lr: float = 1e-3
+    holdout: bool = True  # keep the held-out colour+shape pairs out of generated data
+    seed: int = 0
+    threads: int = 2
+    save_fp16: bool = True
+    resume: bool = True
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+class EMA:
+    """Exponential moving average of a list of parameters (with the usual warm-up of the decay)."""
+
+    def __init__(self, params: list, decay: float):
+        self.params = params
+        self.decay = decay
+        self.shadow = [p.detach().clone().float() for p in params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow, self.params):
+            s.mul_(d).add_(p.detach().float(), alpha=1 - d)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s.to(p.dtype))
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shadow = [t.clone() for t in state["shadow"]]
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    progress = min(1.0, step / max(1, cfg.steps))
+    return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=5.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Components
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Components:
+    vae: object
+    text_encoder: object
+    tokenizer: object
+    unet: object
+    noise_scheduler: object
+    resolution: int
+
+
+def load_components(cfg: TrainConfig) -> Components:
+    if cfg.base_model:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        base = Path(cfg.base_model)
+        if not (base / "model_index.json").is_file():
+            raise ValueError(f"base model {str(base)!r} is not a diffusers folder (no model_index.json)")
+        kw = dict(local_files_only=True, torch_dtype=torch.float32)
+        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", **kw)
+        unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", **kw)
+        text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=True)
+        sched = DDPMScheduler.from_pretrained(base, subfolder="scheduler", local_files_only=True)
+        factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        resolution = cfg.resolution or unet.config.sample_size * factor
+        return Components(vae, text_encoder, tokenizer, unet, sched, resolution)
+
+    from webui.diffusion.tokenizer import load_clip_tokenizer
+
+    if cfg.preset not in model_config.PRESETS:
+        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(model_config.PRESETS)}")
+    arch = model_config.PRESETS[cfg.preset]
+    torch.manual_seed(cfg.seed)
+    return Components(
+        vae=model_config.build_vae(arch),
+        text_encoder=model_config.build_text_encoder(arch),
+        tokenizer=load_clip_tokenizer(),
+        unet=model_config.build_unet(arch),
+        noise_scheduler=model_config.build_scheduler(),
+        resolution=cfg.resolution or arch.resolution,
+    )
+
+
+def make_data(cfg: TrainConfig, resolution: int):
+    if cfg.data == "shapes":
+        return ShapesData(seed=cfg.seed, size=resolution, holdout=cfg.holdout)
+    return FolderData(cfg.data, size=resolution)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 1: the VAE (from scratch only)
+# ----------------------------------------------------------------------------------------------
+
+
+def train_vae(cfg: TrainConfig, comp: Components, data, work: Path) -> None:
+    from diffusers import AutoencoderKL
+
+    done = work / "vae"
+    if cfg.resume and (done / "config.json").is_file():
+        comp.vae = AutoencoderKL.from_pretrained(done, local_files_only=True, torch_dtype=torch.float32)
+        print(f"[train] VAE: reusing {done}")
+        return
+    vae = comp.vae.train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    crop = min(cfg.vae_crop, comp.resolution)
+    bar = _progress(cfg.vae_steps, 0, "vae")
+    for step in range(cfg.vae_steps):
+        rng = np.random.default_rng([cfg.seed, 7, step])
+        batch = []
+        for _ in range(cfg.vae_batch):
+            img, _ = data.item(int(rng.integers(1 << 30)))
+            y, x = rng.integers(0, comp.resolution - crop + 1, size=2)
+            batch.append(to_tensor(np.ascontiguousarray(img[y : y + crop, x : x + crop])))
+        x0 = torch.stack(batch)
+        post = vae.encode(x0).latent_dist
+        rec = vae.decode(post.sample()).sample
+        kl = post.kl().mean() / (crop * crop * 3)
+        loss = F.mse_loss(rec, x0) + 0.5 * F.l1_loss(rec, x0) + 1e-3 * kl
+        for g in opt.param_groups:
+            g["lr"] = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    vae.eval()
+    vae.save_pretrained(done)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 2: cached latents
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def build_pool(cfg: TrainConfig, comp: Components, data, work: Path, set_scale: bool) -> dict:
+    path = work / "latents.pt"
+    n = cfg.pool_size if cfg.data == "shapes" else min(cfg.pool_size, len(data))
+    key = {"n": n, "seed": cfg.seed, "data": cfg.data, "res": comp.resolution}
+    if cfg.resume and path.is_file():
+        pool = torch.load(path, weights_only=False)
+        if pool.get("key") == key:
+            if set_scale:
+                comp.vae.register_to_config(scaling_factor=pool["scaling_factor"])
+            print(f"[train] latents: reusing {path} ({n})")
+            return pool
+    vae = comp.vae.eval()
+    means, stds, captions = [], [], []
+    bar = _progress(n, 0, "encode")
+    for start in range(0, n, 64):
+        items = [data.item(i) for i in range(start, min(n, start + 64))]
+        x = torch.stack([to_tensor(np.ascontiguousarray(img)) for img, _ in items])
+        dist = vae.encode(x).latent_dist
+        means.append(dist.mean.half())
+        stds.append(dist.std.half())
+        captions += [c for _, c in items]
+        bar.update(len(items))
+    bar.close()
+    mean, std = torch.cat(means).float(), torch.cat(stds).float()
+    if set_scale:
+        scale = float(1.0 / mean.std())
+        comp.vae.register_to_config(scaling_factor=scale)
+    scale = comp.vae.config.scaling_factor
+    ids = comp.tokenizer(
+        captions, padding="max_length", max_length=comp.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    pool = {"key": key, "mean": mean.half(), "std": std.half(), "ids": ids, "scaling_factor": scale}
+    _atomic_save(pool, path)
+    return pool
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 3: the denoiser
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_lora(unet, rank: int) -> list:
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    )
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -> list:
+    unet, te = comp.unet, comp.text_encoder
+    comp.vae.requires_grad_(False)
+    if cfg.lora_rank > 0:
+        te.requires_grad_(False)
+        params = _add_lora(unet, cfg.lora_rank)
+        train_te = False
+    else:
+        unet.requires_grad_(True)
+        train_te = cfg.train_text_encoder
+        te.requires_grad_(train_te)
+        params = [p for p in unet.parameters()] + ([p for p in te.parameters()] if train_te else [])
+    unet.train()
+    te.train(train_te)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2 if cfg.lora_rank == 0 else 0.0)
+    ema = EMA(params, cfg.ema_decay)
+    sched = comp.noise_scheduler
+    alphas = sched.alphas_cumprod.float()
+    snr = alphas / (1 - alphas)
+    empty_ids = comp.tokenizer(
+        [""], padding="max_length", max_length=comp.tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids[0]
+
+    ckpt = work / "checkpoint.pt"
+    start = 0
+    if cfg.resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        with torch.no_grad():
+            for p, t in zip(params, state["params"]):
+                p.copy_(t)
+        opt.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        start = state["step"]
+        print(f"[train] resumed from {ckpt} at step {start}")
+
+    n = pool["mean"].shape[0]
+    scale = pool["scaling_factor"]
+    micro = max(1, cfg.batch_size // cfg.grad_accum)
+    bar = _progress(cfg.steps, start, "unet")
+    t0 = time.time()
+    for step in range(start, cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for m in range(cfg.grad_accum):
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + m)
+            idx = torch.randint(0, n, (micro,), generator=gen)
+            mean, std = pool["mean"][idx].float(), pool["std"][idx].float()
+            latents = (mean + std * torch.randn(mean.shape, generator=gen)) * scale
+            ids = pool["ids"][idx].clone()
+            drop = torch.rand(micro, generator=gen) < cfg.cond_dropout
+            ids[drop] = empty_ids
+            noise = torch.randn(latents.shape, generator=gen)
+            t = torch.randint(0, sched.config.num_train_timesteps, (micro,), generator=gen)
+            noisy = sched.add_noise(latents, noise, t)
+            with torch.set_grad_enabled(train_te):
+                cond = te(ids)[0]
+            pred = unet(noisy, t, cond).sample
+            per = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+            if cfg.min_snr_gamma > 0:
+                per = per * torch.clamp(snr[t], max=cfg.min_snr_gamma) / snr[t]
+            loss = per.mean() / cfg.grad_accum
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(step)
+        bar.set_postfix(loss=f"{total:.4f}", lr=f"{lr_at(cfg, step):.1e}", refresh=False)
+        bar.update(1)
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _atomic_save(
+                {
+                    "step": done,
+                    "params": [p.detach().clone() for p in params],
+                    "optimizer": opt.state_dict(),
+                    "ema": ema.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(),
+                    "python_rng": random.getstate(),
+                    "config": asdict(cfg),
+                },
+                ckpt,
+            )
+            print(f"\n[train] step {done}/{cfg.steps} loss {total:.4f} checkpoint saved ({time.time() - t0:.0f}s)", flush=True)
+    bar.close()
+    ema.copy_to_params()
+    unet.eval()
+    te.eval()
+    return params
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------
+
+
+def save_pipeline(cfg: TrainConfig, comp: Components, out: Path) -> None:
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    scheduler = DPMSolverMultistepScheduler.from_config(comp.noise_scheduler.config)
+    pipe = StableDiffusionPipeline(
+        vae=comp.vae,
+        text_encoder=comp.text_encoder,
+        tokenizer=comp.tokenizer,
+        unet=comp.unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    if cfg.save_fp16:
+        pipe.to(torch.float16)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    if cfg.save_fp16:
+        # Weights are stored in half precision to stay small, but the compute dtype is float32:
+        # diffusers upcasts by default, transformers' "auto" dtype follows this config field.
+        te_config = tmp / "text_encoder" / "config.json"
+        conf = json.loads(te_config.read_text(encoding="utf-8"))
+        for key in ("dtype", "torch_dtype"):
+            if key in conf:
+                conf[key] = "float32"
+        te_config.write_text(json.dumps(conf, indent=2), encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def save_lora(comp: Components, out: Path) -> Path:
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(comp.unet))
+    out.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers, safe_serialization=True)
+    return out / "pytorch_lora_weights.safetensors"
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run every stage; returns the path of what was written (model folder or LoRA file)."""
+    torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.output)
+    work = Path(cfg.work_dir or Path("outputs") / "train" / out.name)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps(asdict(cfg), indent=2), encoding="utf-8")
+    timings = {}
+
+    # 1. components
+    comp = load_components(cfg)
+    data = make_data(cfg, comp.resolution)
+    scratch = not cfg.base_model
+
+    # 2. the autoencoder (from scratch only)
+    t = time.time()
+    if scratch and cfg.vae_steps > 0:
+        train_vae(cfg, comp, data, work)
+    timings["vae_s"] = time.time() - t
+
+    # 3. cached latents
+    t = time.time()
+    pool = build_pool(cfg, comp, data, work, set_scale=scratch)
+    timings["latents_s"] = time.time() - t
+
+    # 4. UNet (+ text encoder) / LoRA
+    t = time.time()
+    train_denoiser(cfg, comp, pool, work)
+    timings["unet_s"] = time.time() - t
+
+    # 5. save
+    if cfg.lora_rank > 0:
+        result = save_lora(comp, out)
+    else:
+        save_pipeline(cfg, comp, out)
+        result = out
+    (work / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
+    print(f"[train] wrote {result}; timings {json.dumps({k: round(v) for k, v in timings.items()})}")
+    return result
