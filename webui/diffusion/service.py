@@ -50,6 +50,7 @@ MAX_SEED = 2**32 - 1
 MAX_MASK_BLUR = 64
 MAX_PADDING = 256
 PLACEHOLDER_DIR_NAME = "placeholder-tiny"
+PREVIEW_EVERY = 2  # without a progress callback, refresh the polled preview every N steps
 PREVIEW_VAE_MAX_PARAMS = 5_000_000  # decode previews with the real VAE only when it is this small
 # Linear latent -> RGB approximation for SD1.x VAEs (rows: latent channels, cols: R, G, B)
 SD15_LATENT_RGB = torch.tensor(
@@ -304,13 +305,15 @@ class ImageService:
 
     def _make_callback(self, pipes, batch_no: int, batch_count: int, progress: ProgressCallback | None) -> Callable:
         def on_step_end(pipe, i, t, kwargs):
-            if self._interrupt.is_set():
-                pipe._interrupt = True  # diffusers skips the remaining steps, then decodes
             total = getattr(pipe, "num_timesteps", None) or 0
-            preview = self._preview(pipes, kwargs["latents"])
-            self._set_state(sampling_step=i + 1, sampling_steps=total, job_no=batch_no, current_image=preview)
+            preview = self._preview(pipes, kwargs["latents"]) if progress is not None or i % PREVIEW_EVERY == 0 else None
+            self._set_state(sampling_step=i + 1, sampling_steps=total, job_no=batch_no)
+            if preview is not None:
+                self._set_state(current_image=preview)
             if progress is not None:
                 progress(ProgressInfo(job=batch_no, job_count=batch_count, step=i + 1, steps=total, preview=preview))
+            if self._interrupt.is_set():
+                pipe._interrupt = True  # diffusers skips the remaining steps, then decodes
             return kwargs
 
         return on_step_end
