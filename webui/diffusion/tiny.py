@@ -48,7 +48,7 @@ def build_tiny_components(seed: int = 0, sample_size: int = 64, in_channels: int
         in_channels=in_channels,
         out_channels=4,
         block_out_channels=(32, 64),
-        layers_per_block=2,
+        layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32,
