@@ -173,18 +173,17 @@ def mel_windows(clip: AudioClip) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- default-engine features
-def frame_features(clip: AudioClip, with_mel: bool = False) -> AudioFeatures:
-    """Per-frame energy, voicing and spectral shape (see :class:`AudioFeatures`)."""
-    t = clip.n_frames
-    win = 1024  # analysis window centred on each 640-sample frame
+FEATURE_CHUNK = 250  # frames analysed at once (keeps memory flat for long clips)
+
+
+def _raw_features(x: np.ndarray, first: int, count: int, win: int) -> tuple[np.ndarray, ...]:
+    """rms_db, roundness, openness, centroid, voicing for frames [first, first + count)."""
     pad = (win - SAMPLES_PER_FRAME) // 2
-    x = np.pad(clip.samples, (pad, win - SAMPLES_PER_FRAME - pad))
-    idx = np.arange(t)[:, None] * SAMPLES_PER_FRAME + np.arange(win)[None, :]
-    frames = x[idx]  # (T, 1024)
+    idx = (np.arange(first, first + count)[:, None] * SAMPLES_PER_FRAME + np.arange(win)[None, :])
+    frames = x[idx].astype(np.float64)  # (n, win)
     frames = frames - frames.mean(axis=1, keepdims=True)
     rms = np.sqrt(np.mean(frames[:, pad:pad + SAMPLES_PER_FRAME] ** 2, axis=1) + 1e-12)
     rms_db = 20 * np.log10(rms + 1e-9)
-
     spec = np.abs(np.fft.rfft(frames * np.hanning(win)[None, :], axis=1)) ** 2
     freqs = np.fft.rfftfreq(win, 1.0 / SAMPLE_RATE)
 
@@ -196,10 +195,20 @@ def frame_features(clip: AudioClip, with_mel: bool = False) -> AudioFeatures:
     roundness = band(150, 1000) / total
     openness = band(500, 1200) / total
     centroid = (spec * freqs[None, :]).sum(1) / (spec.sum(1) + 1e-12)
-
     # Voicing: normalised autocorrelation peak for lags of 40-200 samples (400-80 Hz).
     ac = np.fft.irfft(np.abs(np.fft.rfft(frames, n=2 * win, axis=1)) ** 2, axis=1)[:, :201]
     voicing = np.clip(ac[:, 40:201].max(axis=1) / (ac[:, 0] + 1e-12), 0, 1)
+    return rms_db, roundness, openness, centroid, voicing
+
+
+def frame_features(clip: AudioClip, with_mel: bool = False) -> AudioFeatures:
+    """Per-frame energy, voicing and spectral shape (see :class:`AudioFeatures`)."""
+    t = clip.n_frames
+    win = 1024  # analysis window centred on each 640-sample frame
+    pad = (win - SAMPLES_PER_FRAME) // 2
+    x = np.pad(clip.samples, (pad, win - SAMPLES_PER_FRAME - pad))
+    parts = [_raw_features(x, i, min(FEATURE_CHUNK, t - i), win) for i in range(0, t, FEATURE_CHUNK)]
+    rms_db, roundness, openness, centroid, voicing = (np.concatenate(p) for p in zip(*parts))
 
     # Loudness relative to this clip: floor = quiet percentile (or -60 dBFS), peak = loud percentile.
     loud = np.percentile(rms_db, 95)
