@@ -157,7 +157,7 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
         if shapes:
             parts.append(f"shape mismatches {shapes[:20]}")
         raise CheckpointError(f"{source}: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=True)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -185,16 +185,19 @@ class SadTalkerNets:
 def build_networks(cfg: SadTalkerConfig | None = None, size: int = 256, preprocess: str = "crop",
                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                    seed: int | None = 0) -> SadTalkerNets:
-    """Randomly initialised networks (seeded) -- tests, benchmarks, and the skeleton for loading."""
+    """Randomly initialised networks (seeded), eval mode -- tests and benchmarks."""
+    nets = _construct(cfg or SadTalkerConfig(), size, preprocess, device, dtype, seed)
+    return _finish(nets)
+
+
+def _construct(cfg, size, preprocess, device, dtype, seed) -> SadTalkerNets:
     check_options(size, preprocess)
-    cfg = cfg or SadTalkerConfig()
     if seed is not None:
         torch.manual_seed(seed)
-    nets = SadTalkerNets(ReconNet(cfg.face3d), ExpNet(cfg.expnet), PoseVAE(cfg.posevae),
+    return SadTalkerNets(ReconNet(cfg.face3d), ExpNet(cfg.expnet), PoseVAE(cfg.posevae),
                          MappingNet(coeff_nc(preprocess), cfg.mapping), KPDetector(cfg.kp),
                          OcclusionAwareSPADEGenerator(cfg.generator), size, coeff_nc(preprocess),
                          torch.device(device), dtype)
-    return _finish(nets)
 
 
 def _finish(nets: SadTalkerNets) -> SadTalkerNets:
@@ -224,7 +227,8 @@ def load_sadtalker(checkpoints_dir: str | os.PathLike, size: int = 256, preproce
             return _CACHE[key]
         for name in required_files(size, preprocess):
             _require(root / name)
-        nets = build_networks(SadTalkerConfig(), size, preprocess, "cpu", torch.float32, seed=None)
+        with torch.device("meta"):  # no random init of 180M parameters: the file provides every tensor
+            nets = _construct(SadTalkerConfig(), size, preprocess, "cpu", torch.float32, seed=None)
         groups = read_safetensors(root / renderer_file(size))
         name = renderer_file(size)
         for prefix, module in (("kp_extractor", nets.kp_detector), ("generator", nets.generator),
