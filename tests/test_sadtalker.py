@@ -205,7 +205,7 @@ def test_cheap_full_size_stages():
         exp = ExpNet().eval().predict(mels, torch.zeros(64), torch.zeros(12))
         assert exp.shape == (12, 64)
         vae = PoseVAE().eval()
-        for T in (1, 5, 33, 70):
+        for T in (1, 34):
             pose = vae.predict(torch.randn(T, 1, 80, 16), torch.ones(6), 45, torch.Generator().manual_seed(0))
             assert pose.shape == (T, 6)
             assert torch.allclose(pose[0], torch.ones(6))           # frame 0 is the reference
@@ -229,14 +229,15 @@ def test_renderer_shapes_tiny(size):
         volume, compressed = nets.generator.encode_source(img)
         d = cfg.generator.reshape_depth
         assert volume.shape == (1, cfg.generator.reshape_channel, d, size // 4, size // 4)
-        kp_d = kp + 0.05 * torch.randn(2, 15, 3)
-        motion = nets.generator.dense_motion_network(compressed.expand(2, -1, -1, -1, -1), kp_d, kp.expand(2, -1, -1))
-        assert motion["mask"].shape == (2, 16, d, size // 4, size // 4)
+        B = 2 if size == 256 else 1
+        kp_d = kp + 0.05 * torch.randn(B, 15, 3)
+        motion = nets.generator.dense_motion_network(compressed.expand(B, -1, -1, -1, -1), kp_d, kp.expand(B, -1, -1))
+        assert motion["mask"].shape == (B, 16, d, size // 4, size // 4)
         assert torch.allclose(motion["mask"].sum(1), torch.ones(1))
-        assert motion["deformation"].shape == (2, d, size // 4, size // 4, 3)
-        assert motion["occlusion_map"].shape == (2, 1, size // 4, size // 4)
+        assert motion["deformation"].shape == (B, d, size // 4, size // 4, 3)
+        assert motion["occlusion_map"].shape == (B, 1, size // 4, size // 4)
         out = nets.generator.render(volume, compressed, kp_d, kp)
-        assert out.shape == (2, 3, size, size) and 0 <= out.min() and out.max() <= 1
+        assert out.shape == (B, 3, size, size) and 0 <= out.min() and out.max() <= 1
 
 
 def test_keypoint_transform_semantics():
@@ -283,7 +284,7 @@ def test_blinks_camera_windows_smoothing():
     assert smooth_pose(p).shape == (40, 6) and smooth_pose(p[:2]).shape == (2, 6)
 
 
-@pytest.mark.parametrize("size,preprocess,frames", [(256, "crop", 4), (256, "full", 3), (512, "crop", 2)])
+@pytest.mark.parametrize("size,preprocess,frames", [(256, "crop", 4), (256, "full", 2)])
 def test_engine_end_to_end_tiny(size, preprocess, frames):
     nets = build_networks(SadTalkerConfig.tiny(), size, preprocess)
     engine = SadTalkerEngine(nets, batch_size=3)
