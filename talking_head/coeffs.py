@@ -34,6 +34,7 @@ POSE_FIELDS = ("yaw", "pitch", "roll", "tx", "ty", "tz")
 N_POSE_STYLES = 46
 BLINK_SHAPE = np.array([0.5, 0.9, 1.0, 0.9, 0.5], dtype=np.float32)  # SadTalker's blink
 MIN_BLINK_FRAMES = 20  # no blinks for T <= 20 (as SadTalker)
+MAX_YAW, MAX_PITCH, MAX_ROLL = 15.0, 10.0, 8.0  # degrees, soft limits of the style motion
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def generate_coeffs(features: AudioFeatures, options: MotionOptions) -> Coeffs:
     else:
         s, sd = options.pose_style, options.seed
         style_rng = np.random.default_rng([31337, s])
-        amp_yaw, amp_pitch, amp_roll = style_rng.uniform(4, 11), style_rng.uniform(2, 6), style_rng.uniform(1, 4)
+        amp_yaw, amp_pitch, amp_roll = style_rng.uniform(6, 14), style_rng.uniform(3, 8), style_rng.uniform(1.5, 5)
         yaw = _style_motion(s, sd, t, amp_yaw, 0.08, 0.45, 0)
         pitch = _style_motion(s, sd, t, amp_pitch, 0.1, 0.6, 1)
         roll = _style_motion(s, sd, t, amp_roll, 0.05, 0.35, 2)
@@ -168,6 +169,8 @@ def generate_coeffs(features: AudioFeatures, options: MotionOptions) -> Coeffs:
         tz = _style_motion(s, sd, t, 0.01, 0.05, 0.25, 5)
         nod = gaussian_filter1d(energy, 3.0, mode="nearest")
         pitch = pitch + style_rng.uniform(1.5, 4.0) * (nod - nod[0])
+        # soft limits: a single-image warp looks right only for moderate turns
+        yaw, pitch, roll = (lim * np.tanh(a / lim) for a, lim in ((yaw, MAX_YAW), (pitch, MAX_PITCH), (roll, MAX_ROLL)))
     yaw = keyframes(options.input_yaw, t) if options.input_yaw else yaw
     pitch = keyframes(options.input_pitch, t) if options.input_pitch else pitch
     roll = keyframes(options.input_roll, t) if options.input_roll else roll

@@ -13,7 +13,7 @@ Per frame (``render``), cheap:
      (yaw/pitch/roll about a centre behind the face, orthographic projection) and
      translation; ring points follow the head partially, border anchors stay;
   2. forward displacement field = sparse matrix x point displacements;
-  3. invert it by 3 fixed-point steps (x <- y - d(x), each one cv2.remap);
+  3. invert it by fixed-point steps (x <- y - d(x), then damped; each one cv2.remap);
   4. cv2.remap of the source with float32 maps (upsampled for 512);
   5. synthesize the mouth interior inside the moved inner-lip polygon (dark cavity,
      tongue, upper teeth under the upper lip, lower teeth on the lower lip) and shade the
@@ -35,9 +35,10 @@ from talking_head.face import SourceFace
 FIELD_SIZE = 256        # displacement field resolution (upsampled to the frame size)
 JAW_GAP = 0.55          # inner-lip gap at jaw_open = 1, in mouth widths
 RING_SCALES = (1.35, 1.8)
-RING_FOLLOW_HEAD = ((0.9, 0.45), (0.5, 0.15))  # (above mouth, below mouth) per ring
-HEAD_CENTRE_DEPTH = 0.75  # rotation centre behind the face, in face widths
-INVERSE_STEPS = 3
+RING_FOLLOW_HEAD = ((1.0, 0.5), (0.55, 0.15))  # (above mouth, below mouth) per ring
+HEAD_CENTRE_DEPTH = 0.6  # rotation centre behind the face, in face widths
+INVERSE_STEPS = 5
+FOLD_RESIDUAL = 0.75     # field pixels; larger inverse residuals count as a fold
 LID_WARP = 0.5           # share of the lid closure done by the warp (the rest is painted)
 LID_CLOSED = 0.95        # painted lid edge at blink = 1, as a fraction of the eye opening
 
@@ -120,7 +121,7 @@ class FaceRenderer:
             below_mouth = ((pts - self.mouth_centre) @ self.down) > 0
             follow = np.where(below_mouth, below, above)
             keep = (pts[:, 0] > 2) & (pts[:, 0] < s - 3) & (pts[:, 1] > 2) & (pts[:, 1] < s - 3)
-            z = np.full(keep.sum(), oval[:, 2].max())
+            z = oval[keep, 2]  # a ring point turns like the outline point it extends
             rings.append(np.column_stack([pts[keep], z]))
             ring_follow.append(follow[keep])
         n_border = 9
@@ -240,9 +241,20 @@ class FaceRenderer:
             gx, gy = self.grid_x, self.grid_y
         # invert the forward warp: source x such that x + d(x) = y
         mx, my = gx - field[..., 0], gy - field[..., 1]
-        for _ in range(INVERSE_STEPS - 1):
+        for step in range(INVERSE_STEPS - 1):
             d = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            mx, my = gx - d[..., 0], gy - d[..., 1]
+            if step == 0:
+                mx, my = gx - d[..., 0], gy - d[..., 1]
+            else:  # damped steps: converge where the face is squeezed (far side of a turn)
+                mx, my = 0.5 * (mx + gx - d[..., 0]), 0.5 * (my + gy - d[..., 1])
+        # where the mesh folds (far cheek of a turned head) the inverse does not converge:
+        # use a smoothed map there instead of scattered pixels
+        d = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        bad = np.abs(mx + d[..., 0] - gx) + np.abs(my + d[..., 1] - gy) > FOLD_RESIDUAL
+        if bad.any():
+            bad = cv2.dilate(bad.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            mx[bad] = cv2.blur(mx, (9, 9))[bad]
+            my[bad] = cv2.blur(my, (9, 9))[bad]
         if fs != self.size:
             k = np.float32(self.size / fs)
             mx = cv2.resize((mx + 0.5) * k - 0.5, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
@@ -335,7 +347,7 @@ class FaceRenderer:
             m = cv2.GaussianBlur(m, (3, 3), 0).astype(np.float32) / 255.0 * min(1.0, b * 1.1)
             lash = cv2.GaussianBlur(lash, (3, 3), 0).astype(np.float32) / 255.0 * min(1.0, b)
             roi = frame[y0:y1, x0:x1].astype(np.float32)
-            lid = colour * 0.92
+            lid = colour * 0.86
             roi = roi + m[..., None] * (lid - roi)
             roi = roi * (1 - 0.6 * lash[..., None])
             frame[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
