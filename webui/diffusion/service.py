@@ -121,6 +121,13 @@ class ImageService:
             self._current = model
         return model
 
+    def native_size(self) -> int:
+        """The current model's native resolution in pixels (UNet sample size x VAE scale factor)."""
+        model = self.current_model()
+        with self._queue_lock:
+            pipe = self._pipes(model, None).txt2img
+        return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
     # ------------------------------------------------------------------ perf
     @property
     def perf(self) -> PerfConfig:

@@ -1,0 +1,79 @@
+"""The scripting CLI: `app.py txt2img|img2img|inpaint` on the tiny model; errors exit non-zero with a message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from webui.cli import parse_args, parse_auth
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_app(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "app.py"), *args], capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+
+
+def test_server_flags():
+    parsed = parse_args(["--listen", "--port", "9000", "--auth", "a:b,c:d"])
+    assert parsed.command == "serve"
+    assert parsed.config.server.host == "0.0.0.0" and parsed.config.server.port == 9000
+    assert parsed.config.server.auth == (("a", "b"), ("c", "d"))
+    assert parse_args([]).config.server.host == "127.0.0.1"
+
+
+def test_auth_file(tmp_path):
+    f = tmp_path / "logins.txt"
+    f.write_text("# team\nalice:pw1\nbob:pw2,carol:pw3\n")
+    assert parse_auth(None, f) == (("alice", "pw1"), ("bob", "pw2"), ("carol", "pw3"))
+    with pytest.raises(ValueError, match="user:password"):
+        parse_auth("nocolon", None)
+
+
+def test_perf_flags_reach_config():
+    cfg = parse_args(["txt2img", "--prompt", "x", "--output", "o.png", "--vae-tiling", "--attention", "sliced",
+                      "--memory", "model-offload", "--precision", "fp32", "--no-tf32"]).config.perf
+    assert cfg.vae_tiling and cfg.attention == "sliced" and cfg.memory.value == "model-offload"
+    assert cfg.precision == "fp32" and cfg.tf32 is False
+
+
+def test_cli_txt2img_img2img_inpaint(tiny_models_dir, tmp_path):
+    common = ["--models-dir", str(tiny_models_dir), "--steps", "3", "--width", "64", "--height", "64", "--seed", "5"]
+    out = tmp_path / "t.png"
+    r = run_app("txt2img", "--prompt", "a red circle", "--output", str(out), *common)
+    assert r.returncode == 0, r.stderr
+    assert str(out) in r.stdout and "Steps: 3" in r.stdout and "Seed: 5" in r.stdout
+    saved = Image.open(out)
+    assert saved.size == (64, 64) and "Seed: 5" in saved.info["parameters"]
+
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.pad(np.full((32, 32), 255, np.uint8), 16)).save(mask)
+    out2 = tmp_path / "i.png"
+    r = run_app("inpaint", "--prompt", "a green square", "--image", str(out), "--mask", str(mask),
+                "--output", str(out2), *common)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out2).size == (64, 64)
+    r = run_app("img2img", "--prompt", "blue", "--image", str(out), "--strength", "0.5", "--output",
+                str(tmp_path / "j.png"), *common)
+    assert r.returncode == 0, r.stderr
+
+
+def test_cli_errors_exit_nonzero(tiny_models_dir, tmp_path):
+    r = run_app("txt2img", "--prompt", "x", "--width", "65", "--output", str(tmp_path / "x.png"),
+                "--models-dir", str(tiny_models_dir))
+    assert r.returncode != 0 and "65" in r.stderr
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    r = run_app("img2img", "--prompt", "x", "--image", str(bad), "--output", str(tmp_path / "y.png"),
+                "--models-dir", str(tiny_models_dir))
+    assert r.returncode != 0 and "not a readable image" in r.stderr
+    r = run_app("txt2img", "--prompt", "x", "--sampler", "Bogus", "--output", str(tmp_path / "z.png"),
+                "--models-dir", str(tiny_models_dir), "--width", "64", "--height", "64")
+    assert r.returncode != 0 and "Bogus" in r.stderr
+    assert not (tmp_path / "x.png").exists()
