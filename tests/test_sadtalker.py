@@ -134,6 +134,12 @@ def test_loader_accepts_official_layout_strictly_and_caches(official_dir):
     full = load_sadtalker(str(official_dir), 256, "full")
     assert full is not nets and full.coeff_nc == 73
     assert all(not p.requires_grad for p in full.generator.parameters())
+    for module in full.modules().values():  # built on the meta device: every tensor must come from a file
+        assert all(t.device.type == "cpu" for t in [*module.parameters(), *module.buffers()])
+    with torch.inference_mode():
+        he = full.mapping(torch.randn(2, 73, 27))
+        assert he["exp"].shape == (2, 45) and torch.isfinite(he["exp"]).all()
+        assert full.expnet.predict(torch.randn(3, 80, 16), torch.zeros(64), torch.zeros(3)).shape == (3, 64)
 
 
 def test_required_files_and_availability(tmp_path, official_dir):
