@@ -25,4 +25,8 @@ class Services:
     def talking_head(self):
         from talking_head.pipeline import TalkingHeadPipeline
 
-        return TalkingHeadPipeline.from_app_config(self.config)
+        return TalkingHeadPipeline(
+            outputs_dir=self.config.paths.outputs_dir / "talking-head",
+            paths=self.config.paths,
+            max_image_pixels=self.config.limits.max_image_pixels,
+        )

@@ -6,6 +6,7 @@ positional. Engine errors (ValueError, FileNotFoundError) become ``gr.Error`` he
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 import time
@@ -39,26 +40,29 @@ class GenerationWidgets:
     preview: gr.Image
     info: gr.Textbox
 
-    def inputs(self) -> set:
+    def fields(self) -> dict[str, gr.components.Component]:
+        """The shared inputs by name, in a fixed order (the order of the API endpoint's parameters)."""
         return {
-            self.prompt, self.negative_prompt, self.sampler, self.steps, self.cfg_scale,
-            self.width, self.height, self.seed, self.batch_count, self.batch_size,
+            "prompt": self.prompt, "negative_prompt": self.negative_prompt, "sampler": self.sampler,
+            "steps": self.steps, "cfg_scale": self.cfg_scale, "width": self.width, "height": self.height,
+            "seed": self.seed, "batch_count": self.batch_count, "batch_size": self.batch_size,
         }
 
-    def request_kwargs(self, values: dict) -> dict[str, Any]:
-        """Widget values -> keyword arguments shared by every image request."""
-        seed = values[self.seed]
+    @staticmethod
+    def request_kwargs(values: dict) -> dict[str, Any]:
+        """Named widget values -> keyword arguments shared by every image request."""
+        seed = values["seed"]
         return dict(
-            prompt=values[self.prompt] or "",
-            negative_prompt=values[self.negative_prompt] or "",
-            sampler=values[self.sampler],
-            steps=int(values[self.steps]),
-            cfg_scale=float(values[self.cfg_scale]),
-            width=int(values[self.width]),
-            height=int(values[self.height]),
+            prompt=values["prompt"] or "",
+            negative_prompt=values["negative_prompt"] or "",
+            sampler=values["sampler"],
+            steps=int(values["steps"]),
+            cfg_scale=float(values["cfg_scale"]),
+            width=int(values["width"]),
+            height=int(values["height"]),
             seed=-1 if seed is None else int(seed),
-            batch_count=int(values[self.batch_count]),
-            batch_size=int(values[self.batch_size]),
+            batch_count=int(values["batch_count"]),
+            batch_size=int(values["batch_size"]),
         )
 
     def outputs(self) -> list:
@@ -150,8 +154,47 @@ def run_with_progress(job: Callable[[Callable[[ProgressInfo], None]], ImageResul
             raise gr.Error(str(error))
         raise error
     result: ImageResult = outcome["result"]
-    yield [(img, f"seed {seed}") for img, seed in zip(result.images, result.seeds)], gr.skip(), result_info(result)
+    # The saved PNGs carry the A1111 "parameters" text; PIL images would be re-encoded without it.
+    shown = [str(p) for p in result.paths] if len(result.paths) == len(result.images) else result.images
+    yield [(img, f"seed {seed}") for img, seed in zip(shown, result.seeds)], gr.skip(), result_info(result)
     time.sleep(0)  # let the last update flush before the event ends
+
+
+def named_handler(fn: Callable, names: list[str], *, progress: bool = False) -> Callable:
+    """Wraps ``fn(values: dict[name, value][, progress])`` as a handler whose signature lists ``names``.
+
+    Gradio reads the signature, so API clients (gradio_client) see named parameters in a fixed order and
+    the handler itself never depends on positions. Generator functions stay generators (streaming).
+    """
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    if progress:
+        params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
+
+    def split(args: tuple, kwargs: dict) -> tuple[dict, tuple]:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = {n: bound.arguments[n] for n in names}
+        return values, ((bound.arguments["progress"],) if progress else ())
+
+    if inspect.isgeneratorfunction(fn):
+        def wrapper(*args, **kwargs):
+            values, extra = split(args, kwargs)
+            yield from fn(values, *extra)
+    else:
+        def wrapper(*args, **kwargs):
+            values, extra = split(args, kwargs)
+            return fn(values, *extra)
+
+    signature = inspect.Signature(params)
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(fn, "__name__", "handler")
+    return wrapper
+
+
+def bind(event: Callable, fn: Callable, fields: dict, outputs, api_name, *, progress: bool = False, **kwargs):
+    """``event(named handler, inputs=fields in order, outputs)`` — the one way tabs wire widgets to handlers."""
+    return event(named_handler(fn, list(fields), progress=progress), inputs=list(fields.values()), outputs=outputs,
+                 api_name=api_name, **kwargs)
 
 
 def guard(fn: Callable) -> Callable:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from webui.diffusion.types import RESIZE_MODES, Img2ImgRequest
 from webui.services import Services
-from webui.ui.common import GenerationWidgets, generation_widgets, run_with_progress
+from webui.ui.common import GenerationWidgets, bind, generation_widgets, run_with_progress
 
 
 def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
@@ -22,19 +22,18 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
 
     w = generation_widgets("img2img", samplers, native, extra=inputs)
 
-    def generate(values: dict, progress=gr.Progress()):
-        if values[extra["image"]] is None:
+    def generate(values: dict, progress: gr.Progress):
+        if values["image"] is None:
             raise gr.Error("img2img needs an input image: upload one first")
         request = Img2ImgRequest(
-            image=values[extra["image"]],
-            resize_mode=int(values[extra["resize_mode"]] or 0),
-            denoising_strength=float(values[extra["strength"]]),
+            image=values["image"],
+            resize_mode=int(values["resize_mode"] or 0),
+            denoising_strength=float(values["strength"]),
             **w.request_kwargs(values),
         )
         yield from run_with_progress(lambda cb: services.image.img2img(request, progress=cb), progress)
 
-    all_inputs = w.inputs() | {extra["image"], extra["resize_mode"], extra["strength"]}
-    w.generate.click(generate, inputs=all_inputs, outputs=w.outputs(), api_name="img2img")
+    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "img2img", progress=True)
     w.interrupt.click(lambda: services.image.interrupt(), api_name=False, queue=False)
     w.extra = extra  # type: ignore[attr-defined]  # used by "send to img2img"
     return w

@@ -10,7 +10,7 @@ from PIL import Image
 
 from webui.diffusion.types import INPAINT_FILL_MODES, InpaintRequest
 from webui.services import Services
-from webui.ui.common import GenerationWidgets, generation_widgets, run_with_progress
+from webui.ui.common import GenerationWidgets, bind, generation_widgets, run_with_progress
 
 INPAINT_AREAS = ("Whole picture", "Only masked")
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
@@ -60,28 +60,26 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
 
     w = generation_widgets("inpaint", samplers, native, extra=inputs)
 
-    def generate(values: dict, progress=gr.Progress()):
-        image, drawn_mask = editor_to_image_and_mask(values[extra["editor"]])
+    def generate(values: dict, progress: gr.Progress):
+        image, drawn_mask = editor_to_image_and_mask(values["editor"])
         if image is None:
             raise gr.Error("Inpaint needs an image: upload one into the editor first")
-        mask = values[extra["mask_upload"]] if values[extra["mask_upload"]] is not None else drawn_mask
+        mask = values["mask_upload"] if values["mask_upload"] is not None else drawn_mask
         if mask is None:
             raise gr.Error("Inpaint needs a mask: paint over the area to repaint, or upload a mask")
         request = InpaintRequest(
             image=image,
             mask=mask.convert("L"),
-            mask_blur=int(values[extra["mask_blur"]]),
-            invert_mask=values[extra["mask_mode"]] == MASK_MODES[1],
-            inpainting_fill=values[extra["fill"]],
-            inpaint_full_res=values[extra["area"]] == INPAINT_AREAS[1],
-            inpaint_full_res_padding=int(values[extra["padding"]]),
-            denoising_strength=float(values[extra["strength"]]),
+            mask_blur=int(values["mask_blur"]),
+            invert_mask=values["mask_mode"] == MASK_MODES[1],
+            inpainting_fill=values["fill"],
+            inpaint_full_res=values["area"] == INPAINT_AREAS[1],
+            inpaint_full_res_padding=int(values["padding"]),
+            denoising_strength=float(values["strength"]),
             **w.request_kwargs(values),
         )
         yield from run_with_progress(lambda cb: services.image.inpaint(request, progress=cb), progress)
 
-    all_inputs = w.inputs() | {extra[k] for k in ("editor", "mask_upload", "mask_blur", "mask_mode", "fill", "area",
-                                                  "padding", "strength")}
-    w.generate.click(generate, inputs=all_inputs, outputs=w.outputs(), api_name="inpaint")
+    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "inpaint", progress=True)
     w.interrupt.click(lambda: services.image.interrupt(), api_name=False, queue=False)
     return w

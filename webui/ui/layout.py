@@ -30,7 +30,7 @@ def build_ui(services: Services) -> gr.Blocks:
         with gr.Row():
             model = gr.Dropdown([m.title for m in image.list_models()], value=current.title,
                                 label="Stable Diffusion checkpoint", scale=4, elem_id="model_dropdown")
-            refresh = gr.Button("🔄", scale=0, min_width=50, elem_id="model_refresh")
+            refresh = gr.Button("Refresh", scale=0, min_width=80, elem_id="model_refresh")
         banner = gr.Markdown(model_banner(services), elem_id="model_banner")
 
         def select_model(title: str) -> str:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from webui.config import MemoryMode, PerfConfig
 from webui.services import Services
-from webui.ui.common import guard
+from webui.ui.common import bind, guard
 
 
 def build(services: Services) -> None:
@@ -37,11 +37,11 @@ def build(services: Services) -> None:
               "memory": memory, "threads": threads}
 
     def apply_settings(values: dict) -> str:
-        named = {name: values[widget] for name, widget in fields.items()}
+        named = dict(values)
         named["memory"] = MemoryMode(named["memory"])
         named["threads"] = int(named["threads"] or 0)
         new = PerfConfig(**named)
         services.image.set_perf(new)
         return f"Applied: `{new}`"
 
-    apply.click(guard(apply_settings), inputs=set(fields.values()), outputs=status, api_name="settings")
+    bind(apply.click, guard(apply_settings), fields, status, "settings")

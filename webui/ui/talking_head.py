@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from webui.services import Services
+from webui.ui.common import bind
 
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENGINES = ("auto", "default", "sadtalker")
@@ -49,10 +50,9 @@ def build(services: Services) -> None:
               "still": still, "blink": blink, "expression_scale": expression_scale, "enhancer": enhancer,
               "engine": engine, "seed": seed}
 
-    def run(values: dict, progress=gr.Progress()):
+    def run(named: dict, progress: gr.Progress):
         from talking_head.pipeline import TalkingHeadRequest
 
-        named = {name: values[widget] for name, widget in fields.items()}
         if not named["image"]:
             raise gr.Error("Upload a source image (a portrait) first")
         if not named["audio"]:
@@ -80,4 +80,4 @@ def build(services: Services) -> None:
         lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
         return str(result.video_path), str(result.video_path), "\n".join(lines)
 
-    generate.click(run, inputs=set(fields.values()), outputs=[video, download, timings], api_name="talking_head")
+    bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True)

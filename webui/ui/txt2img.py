@@ -6,17 +6,17 @@ import gradio as gr
 
 from webui.diffusion.types import Txt2ImgRequest
 from webui.services import Services
-from webui.ui.common import GenerationWidgets, generation_widgets, run_with_progress
+from webui.ui.common import GenerationWidgets, bind, generation_widgets, run_with_progress
 
 
 def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
     w = generation_widgets("txt2img", samplers, native)
 
-    def generate(values: dict, progress=gr.Progress()):
+    def generate(values: dict, progress: gr.Progress):
         request = Txt2ImgRequest(**w.request_kwargs(values))
         yield from run_with_progress(lambda cb: services.image.txt2img(request, progress=cb), progress)
 
-    w.generate.click(generate, inputs=w.inputs(), outputs=w.outputs(), api_name="txt2img")
-    w.prompt.submit(generate, inputs=w.inputs(), outputs=w.outputs(), api_name=False)
+    bind(w.generate.click, generate, w.fields(), w.outputs(), "txt2img", progress=True)
+    bind(w.prompt.submit, generate, w.fields(), w.outputs(), False, progress=True)
     w.interrupt.click(lambda: services.image.interrupt(), api_name="interrupt", queue=False)
     return w
