@@ -88,3 +88,23 @@ def test_other_tabs_render(page):
         page.get_by_role("tab", name=tab).click()
         page.locator(element).wait_for(state="visible")
         shot(page, tab.lower().replace(" ", "_"))
+
+
+def test_talking_head_in_browser(page, tmp_path):
+    import subprocess
+
+    from skimage.data import astronaut
+
+    face = tmp_path / "face.png"
+    Image.fromarray(astronaut()).save(face)
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Good morning, team."], check=True)
+    page.get_by_role("tab", name="Talking head").click()
+    page.locator("#talk_image input[type=file]").set_input_files(str(face))
+    page.locator("#talk_audio input[type=file]").set_input_files(str(speech))
+    page.locator("#talk_image img").first.wait_for(state="visible")
+    page.wait_for_timeout(500)
+    page.locator("#talk_generate").click()
+    page.locator("#talk_video video").wait_for(state="visible")
+    page.get_by_text("frames,", exact=False).wait_for()
+    shot(page, "talking_head_result")

@@ -77,3 +77,20 @@ def test_cli_errors_exit_nonzero(tiny_models_dir, tmp_path):
                 "--models-dir", str(tiny_models_dir), "--width", "64", "--height", "64")
     assert r.returncode != 0 and "Bogus" in r.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_talk(tmp_path):
+    from skimage.data import astronaut
+
+    face = tmp_path / "face.png"
+    Image.fromarray(astronaut()).save(face)
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hi."], check=True)
+    out = tmp_path / "talk.mp4"
+    r = run_app("talk", "--image", str(face), "--audio", str(speech), "--output", str(out), "--still",
+                "--preprocess", "resize", "--checkpoints-dir", str(tmp_path / "none"))
+    assert r.returncode == 0, r.stderr
+    assert str(out) in r.stdout and "render:" in r.stdout and out.stat().st_size > 1000
+    r = run_app("talk", "--image", str(speech), "--audio", str(face), "--output", str(tmp_path / "bad.mp4"))
+    assert r.returncode != 0 and "error:" in r.stderr
+    assert not (tmp_path / "bad.mp4").exists()
