@@ -73,14 +73,18 @@ def required_files(size: int = 256, preprocess: str = "crop") -> list[str]:
     return [renderer_file(size), mapping_file(preprocess)]
 
 
+def missing_files(checkpoints_dir: str | os.PathLike, size: int = 256, preprocess: str = "crop") -> list[str]:
+    """The required file names that are absent (or empty) in ``checkpoints_dir``."""
+    d = Path(checkpoints_dir)
+    return [n for n in required_files(size, preprocess) if not ((d / n).is_file() and (d / n).stat().st_size > 0)]
+
+
 def sadtalker_available(checkpoints_dir: str | os.PathLike, size: int = 256, preprocess: str = "crop") -> bool:
     """True when every required file is present (non-empty) -- used by ``--engine auto``."""
-    d = Path(checkpoints_dir)
     try:
-        names = required_files(size, preprocess)
+        return not missing_files(checkpoints_dir, size, preprocess)
     except ValueError:
         return False
-    return all((d / n).is_file() and (d / n).stat().st_size > 0 for n in names)
 
 
 def _require(path: Path) -> None:
@@ -212,23 +216,26 @@ _LOCK = threading.Lock()
 
 def load_sadtalker(checkpoints_dir: str | os.PathLike, size: int = 256, preprocess: str = "crop",
                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                   allow_unsafe_pickle: bool = False) -> SadTalkerNets:
+                   allow_unsafe_pickle: bool = False, cfg: SadTalkerConfig | None = None) -> SadTalkerNets:
     """Load (once per process) the official weights for (size, preprocess) onto device/dtype.
 
-    Cache key: (resolved checkpoints_dir, size, mapping file, device, dtype). Raises
-    FileNotFoundError for a missing file, CheckpointError for an unusable one.
+    ``cfg``: network widths the files must match key for key and shape for shape (default:
+    the official ones; tests pass ``SadTalkerConfig.tiny()`` with files written in the same
+    layout at tiny widths).  Cache key: (resolved checkpoints_dir, size, mapping file, device,
+    dtype, cfg). Raises FileNotFoundError for a missing file, CheckpointError for an unusable one.
     """
     check_options(size, preprocess)
+    cfg = cfg or SadTalkerConfig()
     root = Path(checkpoints_dir).expanduser().resolve()
     dev = torch.device(device)
-    key = (str(root), size, mapping_file(preprocess), str(dev), dtype)
+    key = (str(root), size, mapping_file(preprocess), str(dev), dtype, cfg)
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
         for name in required_files(size, preprocess):
             _require(root / name)
         with torch.device("meta"):  # no random init of 180M parameters: the file provides every tensor
-            nets = _construct(SadTalkerConfig(), size, preprocess, "cpu", torch.float32, seed=None)
+            nets = _construct(cfg, size, preprocess, "cpu", torch.float32, seed=None)
         groups = read_safetensors(root / renderer_file(size))
         name = renderer_file(size)
         for prefix, module in (("kp_extractor", nets.kp_detector), ("generator", nets.generator),
