@@ -219,8 +219,11 @@ class TalkingHeadPipeline:
     """Holds the loaded models (face mesh, engines, enhancer) and runs requests.
 
     outputs_dir:      where ``output=None`` requests write ``talking_head_<time>_<id>.mp4``.
-    paths:            weight roots for GFPGAN (None = cwd, a repo root, or webui PathsConfig).
-    engines:          extra/replacement engines by name (e.g. {'sadtalker': SadTalkerEngine(...)}).
+    paths:            weight roots for GFPGAN and SadTalker (None = cwd, a repo root, or webui
+                      PathsConfig with .models_dir / .checkpoints_dir).
+    engines:          extra/replacement engines by name (e.g. {'sadtalker': SadTalkerAdapter(dir,
+                      cfg=...)}); without one, 'sadtalker' is a SadTalkerAdapter over
+                      checkpoints_dir(), created on first use.
     max_image_pixels: refuse larger portraits.
     """
 
@@ -235,12 +238,40 @@ class TalkingHeadPipeline:
         self._enhancer = None
         self._lock = threading.Lock()
 
-    def select_engine(self, name: str) -> Engine:
-        if name == "auto":
-            return self.engines.get("sadtalker") or self.engines["default"]
+    def checkpoints_dir(self) -> Path:
+        """SadTalker's folder: ``paths.checkpoints_dir``, or ``<root>/checkpoints`` for a root path."""
+        p = self.paths
+        if p is None or isinstance(p, (str, Path)):
+            return Path(p or ".") / "checkpoints"
+        return Path(p.checkpoints_dir)
+
+    def sadtalker_engine(self) -> Engine:
+        """The injected 'sadtalker' engine, or a SadTalker adapter over checkpoints_dir() made
+        on first use (it loads its networks lazily per (size, mapping) from the loader's cache)."""
+        with self._lock:
+            if "sadtalker" not in self.engines:
+                from talking_head.sadtalker.adapter import SadTalkerAdapter
+
+                self.engines["sadtalker"] = SadTalkerAdapter(self.checkpoints_dir())
+            return self.engines["sadtalker"]
+
+    def select_engine(self, name: str, size: int = 256, preprocess: str = "crop") -> Engine:
+        """'default': the weight-free engine.  'sadtalker': SadTalker, FileNotFoundError naming the
+        missing checkpoint files.  'auto': SadTalker when every file for (size, preprocess) is in
+        checkpoints/ (an injected engine without a file check counts as present), else default."""
+        if name == "default":
+            return self.engines["default"]
+        if name in ("auto", "sadtalker"):
+            engine = self.sadtalker_engine()
+            missing = getattr(engine, "missing_files", None)
+            if missing is None or not missing(size, preprocess):
+                return engine
+            if name == "auto":
+                return self.engines["default"]
+            engine.require(size, preprocess)  # raises FileNotFoundError naming files and folder
+            return engine
         if name not in self.engines:
-            raise ValueError(f"engine={name!r} is not available (loaded engines: {sorted(self.engines)}); "
-                             "SadTalker needs its checkpoints in checkpoints/")
+            raise ValueError(f"engine={name!r} is not available (loaded engines: {sorted(self.engines)})")
         return self.engines[name]
 
     def enhancer(self):
@@ -264,7 +295,7 @@ class TalkingHeadPipeline:
 
         # 0. Check inputs (before anything is written)
         image, clip = check_inputs(request, self.max_image_pixels)
-        engine = self.select_engine(request.engine)
+        engine = self.select_engine(request.engine, request.size, request.preprocess)
         enhancer = self.enhancer() if request.enhancer == "gfpgan" else None
         timings["check"] = time.perf_counter() - t0
 
