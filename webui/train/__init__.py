@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", default="", help="diffusers folder to fine-tune (omit: tiny model from scratch)")
     p.add_argument("--preset", default="demo", choices=["demo", "test"], help="tiny architecture for from-scratch runs")
     p.add_argument("--resolution", type=int, default=0, help="image side (0: native)")
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps of the UNet stage")
+    p.add_argument("--steps", type=int, default=4000, help="optimizer steps of the UNet stage")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-text-encoder", action="store_true", help="keep the text encoder frozen")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="empty-caption probability (for CFG)")
     p.add_argument("--min-snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0: off)")
-    p.add_argument("--pool-size", type=int, default=10000, help="training images whose latents are cached")
+    p.add_argument("--pool-size", type=int, default=20000, help="training images whose latents are cached")
     p.add_argument("--vae-steps", type=int, default=1000, help="from scratch: VAE pre-training steps")
     p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--decoder-steps", type=int, default=600, help="from scratch: decoder fine-tuning, encoder frozen")
     p.add_argument("--no-holdout", action="store_true", help="also draw the held-out colour+shape pairs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         pool_size=args.pool_size,
         vae_steps=args.vae_steps,
         vae_batch=args.vae_batch,
+        decoder_steps=args.decoder_steps,
         holdout=not args.no_holdout,
         seed=args.seed,
         threads=args.threads,

@@ -41,7 +41,7 @@ class TrainConfig:
     base_model: str = ""  # diffusers folder to fine-tune; empty -> a tiny model from scratch
     preset: str = "demo"  # TinySDConfig preset for from-scratch training ("demo", "test")
     resolution: int = 0  # 0 -> the preset's / base model's native resolution
-    steps: int = 2000  # optimizer steps of the UNet stage
+    steps: int = 4000  # optimizer steps of the UNet stage
     batch_size: int = 32
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
@@ -52,11 +52,12 @@ class TrainConfig:
     train_text_encoder: bool = True  # ignored with LoRA
     cond_dropout: float = 0.1  # empty caption probability (classifier-free guidance)
     min_snr_gamma: float = 5.0  # 0 -> plain MSE
-    pool_size: int = 10000  # training images whose latents are cached
+    pool_size: int = 20000  # training images whose latents are cached
     vae_steps: int = 1000  # from scratch only: autoencoder pre-training steps
     vae_batch: int = 16
     vae_crop: int = 64  # the VAE is fully convolutional: pre-train it on random crops
     vae_lr: float = 1e-3
+    decoder_steps: int = 600  # from scratch only: decoder fine-tuning with the encoder (latents) frozen
     holdout: bool = True  # keep the held-out colour+shape pairs out of generated data
     seed: int = 0
     threads: int = 2
@@ -206,6 +207,51 @@ def train_vae(cfg: TrainConfig, comp: Components, data, work: Path) -> None:
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         bar.update(1)
     bar.close()
+    vae.eval()
+    vae.save_pretrained(done)
+
+
+def finetune_decoder(cfg: TrainConfig, comp: Components, data, work: Path) -> None:
+    """Sharpen the decoder with the encoder frozen: the latent space (and so the UNet) is unchanged."""
+    from diffusers import AutoencoderKL
+
+    done = work / "vae-decoder"
+    if cfg.resume and (done / "config.json").is_file():
+        scale = comp.vae.config.scaling_factor
+        comp.vae = AutoencoderKL.from_pretrained(done, local_files_only=True, torch_dtype=torch.float32)
+        comp.vae.register_to_config(scaling_factor=scale)
+        print(f"[train] VAE decoder: reusing {done}")
+        return
+    vae = comp.vae
+    vae.requires_grad_(False)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.vae_lr * 0.5, weight_decay=0.0)
+    crop = min(cfg.vae_crop, comp.resolution)
+    bar = _progress(cfg.decoder_steps, 0, "decoder")
+    for step in range(cfg.decoder_steps):
+        rng = np.random.default_rng([cfg.seed, 11, step])
+        batch = []
+        for _ in range(cfg.vae_batch):
+            img, _ = data.item(int(rng.integers(1 << 30)))
+            y, x = (rng.integers(0, (comp.resolution - crop) // 8 + 1, size=2) * 8)
+            batch.append(to_tensor(np.ascontiguousarray(img[y : y + crop, x : x + crop])))
+        x0 = torch.stack(batch)
+        with torch.no_grad():
+            z = vae.encode(x0).latent_dist.mean
+        rec = vae.decode(z).sample
+        loss = F.mse_loss(rec, x0) + 0.5 * F.l1_loss(rec, x0)
+        for g in opt.param_groups:
+            g["lr"] = cfg.vae_lr * 0.5 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.decoder_steps)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    vae.requires_grad_(False)
     vae.eval()
     vae.save_pretrained(done)
 
@@ -439,7 +485,13 @@ def train(cfg: TrainConfig) -> Path:
     pool = build_pool(cfg, comp, data, work, set_scale=scratch)
     timings["latents_s"] = time.time() - t
 
-    # 4. UNet (+ text encoder) / LoRA
+    # 3b. sharper decoder (encoder frozen, so the cached latents stay valid)
+    t = time.time()
+    if scratch and cfg.decoder_steps > 0:
+        finetune_decoder(cfg, comp, data, work)
+    timings["decoder_s"] = time.time() - t
+
+    # 4. UNet (+ text encoder) / LoRA (the VAE stays frozen)
     t = time.time()
     train_denoiser(cfg, comp, pool, work)
     timings["unet_s"] = time.time() - t
