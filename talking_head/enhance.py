@@ -134,7 +134,9 @@ class GFPGANEnhancer:
         if crops:
             batch = np.stack(crops).astype(np.float32)[..., ::-1] / 255.0  # BGR -> RGB, [0, 1]
             x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
-            x = ((x - 0.5) / 0.5).to(self.device)
+            # contiguous NCHW: a permuted (channels-last) input propagates through the convs and
+            # GFPGAN's final ``feat.view`` fails on it
+            x = ((x - 0.5) / 0.5).contiguous().to(self.device)
             with torch.no_grad():
                 y = self.net(x, return_rgb=False)[0]
             y = ((y.clamp(-1, 1) + 1) / 2 * 255).round().permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
