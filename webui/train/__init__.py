@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--lora-rank", type=int, default=0, help="> 0: LoRA adapters on the UNet attention")
     p.add_argument("--no-text-encoder", action="store_true", help="keep the text encoder frozen")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="empty-caption probability (for CFG)")

@@ -19,6 +19,7 @@ class TinySDConfig:
     vae_layers_per_block: int = 1
     latent_channels: int = 4  # as SD: 4-channel UNet inpainting blends these
     unet_channels: tuple = (64, 128, 128)  # 16 -> 8 -> 4
+    unet_attention: tuple = (True, True, False)  # cross-attention per level (+ the mid block)
     unet_layers_per_block: int = 1
     unet_head_dim: int = 32  # attention head dimension (diffusers' "attention_head_dim" = heads)
     text_hidden: int = 64  # also the UNet cross_attention_dim (49,408 x 64 token table = 3.2M params)
@@ -32,6 +33,7 @@ TEST = TinySDConfig(
     resolution=32,
     vae_channels=(8, 16),
     unet_channels=(16, 32),
+    unet_attention=(True, False),
     unet_head_dim=8,
     text_hidden=32,
     text_layers=1,
@@ -40,7 +42,8 @@ TEST = TinySDConfig(
 )
 PRESETS = {"demo": DEMO, "test": TEST}
 
-# SD 1.x noise schedule, the config every A1111 sampler name can be built from
+# SD 1.x noise schedule, the config every A1111 sampler name can be built from. (v-prediction, as
+# SD 2.x, is supported by the trainer too; for the demo model it did not help: docs/demo-model.md.)
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,
@@ -96,9 +99,10 @@ def build_text_encoder(cfg: TinySDConfig):
 def build_unet(cfg: TinySDConfig):
     from diffusers import UNet2DConditionModel
 
-    n = len(cfg.unet_channels)
-    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
-    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    if len(cfg.unet_attention) != len(cfg.unet_channels):
+        raise ValueError("unet_attention needs one flag per UNet level")
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.unet_attention)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.unet_attention))
     factor = 2 ** (len(cfg.vae_channels) - 1)
     return UNet2DConditionModel(
         sample_size=cfg.resolution // factor,

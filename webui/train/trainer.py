@@ -47,7 +47,7 @@ class TrainConfig:
     lr: float = 1e-3
     warmup: int = 100  # linear warm-up steps, then cosine decay to 10%
     ema_decay: float = 0.999
-    checkpoint_every: int = 200
+    checkpoint_every: int = 500
     lora_rank: int = 0  # > 0: train LoRA adapters on the UNet attention instead of full weights
     train_text_encoder: bool = True  # ignored with LoRA
     cond_dropout: float = 0.1  # empty caption probability (classifier-free guidance)
@@ -174,6 +174,16 @@ def make_data(cfg: TrainConfig, resolution: int):
 # ----------------------------------------------------------------------------------------------
 
 
+def _crop_batch(data, rng, n: int, resolution: int, crop: int, align: int) -> torch.Tensor:
+    """``n`` random ``crop``-pixel crops (offsets multiples of ``align``) of generated images, [-1, 1]."""
+    batch = []
+    for _ in range(n):
+        img, _ = data.item(int(rng.integers(1 << 30)))
+        y, x = rng.integers(0, (resolution - crop) // align + 1, size=2) * align
+        batch.append(to_tensor(np.ascontiguousarray(img[y : y + crop, x : x + crop])))
+    return torch.stack(batch)
+
+
 def train_vae(cfg: TrainConfig, comp: Components, data, work: Path) -> None:
     from diffusers import AutoencoderKL
 
@@ -187,13 +197,7 @@ def train_vae(cfg: TrainConfig, comp: Components, data, work: Path) -> None:
     crop = min(cfg.vae_crop, comp.resolution)
     bar = _progress(cfg.vae_steps, 0, "vae")
     for step in range(cfg.vae_steps):
-        rng = np.random.default_rng([cfg.seed, 7, step])
-        batch = []
-        for _ in range(cfg.vae_batch):
-            img, _ = data.item(int(rng.integers(1 << 30)))
-            y, x = rng.integers(0, comp.resolution - crop + 1, size=2)
-            batch.append(to_tensor(np.ascontiguousarray(img[y : y + crop, x : x + crop])))
-        x0 = torch.stack(batch)
+        x0 = _crop_batch(data, np.random.default_rng([cfg.seed, 7, step]), cfg.vae_batch, comp.resolution, crop, 1)
         post = vae.encode(x0).latent_dist
         rec = vae.decode(post.sample()).sample
         kl = post.kl().mean() / (crop * crop * 3)
@@ -231,13 +235,8 @@ def finetune_decoder(cfg: TrainConfig, comp: Components, data, work: Path) -> No
     crop = min(cfg.vae_crop, comp.resolution)
     bar = _progress(cfg.decoder_steps, 0, "decoder")
     for step in range(cfg.decoder_steps):
-        rng = np.random.default_rng([cfg.seed, 11, step])
-        batch = []
-        for _ in range(cfg.vae_batch):
-            img, _ = data.item(int(rng.integers(1 << 30)))
-            y, x = (rng.integers(0, (comp.resolution - crop) // 8 + 1, size=2) * 8)
-            batch.append(to_tensor(np.ascontiguousarray(img[y : y + crop, x : x + crop])))
-        x0 = torch.stack(batch)
+        # crops on the latent grid (8 px), as the decoder sees whole images later
+        x0 = _crop_batch(data, np.random.default_rng([cfg.seed, 11, step]), cfg.vae_batch, comp.resolution, crop, 8)
         with torch.no_grad():
             z = vae.encode(x0).latent_dist.mean
         rec = vae.decode(z).sample
@@ -303,6 +302,20 @@ def build_pool(cfg: TrainConfig, comp: Components, data, work: Path, set_scale: 
 # ----------------------------------------------------------------------------------------------
 
 
+def loss_weight(snr: torch.Tensor, gamma: float, v_pred: bool) -> torch.Tensor:
+    """Per-sample weight of the MSE, from the signal-to-noise ratio of each sample's timestep.
+
+    Written as the weight the loss puts on the x0 error: epsilon MSE = SNR * x0 MSE and
+    v MSE = (SNR + 1) * x0 MSE. epsilon (fine-tuning SD 1.x): min-SNR, x0 weight min(SNR, gamma).
+    v (the demo model): x0 weight min(SNR, gamma) + 1, so the high-noise steps, where the layout is
+    decided, keep full weight while the low-noise ones are capped. gamma 0: plain MSE.
+    """
+    if gamma <= 0:
+        return torch.ones_like(snr)
+    capped = torch.clamp(snr, max=gamma)
+    return (capped + 1) / (snr + 1) if v_pred else capped / snr
+
+
 def _add_lora(unet, rank: int) -> list:
     from peft import LoraConfig
 
@@ -335,6 +348,10 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -
     empty_ids = comp.tokenizer(
         [""], padding="max_length", max_length=comp.tokenizer.model_max_length, return_tensors="pt"
     ).input_ids[0]
+
+    v_pred = sched.config.prediction_type == "v_prediction"
+    if sched.config.prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"prediction_type {sched.config.prediction_type!r} is not supported for training")
 
     ckpt = work / "checkpoint.pt"
     start = 0
@@ -375,9 +392,9 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -
             with torch.set_grad_enabled(train_te):
                 cond = te(ids)[0]
             pred = unet(noisy, t, cond).sample
-            per = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
-            if cfg.min_snr_gamma > 0:
-                per = per * torch.clamp(snr[t], max=cfg.min_snr_gamma) / snr[t]
+            target = sched.get_velocity(latents, noise, t) if v_pred else noise
+            per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
+            per = per * loss_weight(snr[t], cfg.min_snr_gamma, v_pred)
             loss = per.mean() / cfg.grad_accum
             loss.backward()
             total += loss.item()
