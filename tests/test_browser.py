@@ -75,8 +75,17 @@ def test_inpaint_with_drawn_mask(page, tmp_path):
         page.mouse.move(cx + dx, cy + dx / 4)
     page.mouse.up()
     page.locator("#inpaint_prompt textarea").fill("a green square")
-    page.locator("#inpaint_generate").click()
-    page.locator("#inpaint_gallery img").first.wait_for(state="visible")
+    # On a loaded machine the editor may still be sending the upload when Generate is clicked;
+    # the app then says so ("Inpaint needs an image") and a user clicks again, as this test does.
+    result = page.locator("#inpaint_gallery img").first
+    not_ready = page.get_by_text("Inpaint needs an image").first
+    for _ in range(4):
+        page.locator("#inpaint_generate").click()
+        result.or_(not_ready).wait_for(state="visible")
+        if result.is_visible():
+            break
+        not_ready.wait_for(state="hidden", timeout=15000)
+    result.wait_for(state="visible")
     info = page.locator("#inpaint_info textarea")
     page.wait_for_function("el => el.value.includes('Denoising strength')", arg=info.element_handle())
     shot(page, "inpaint")
