@@ -185,9 +185,9 @@ def test_fine_tune_and_lora_from_a_caption_folder(tmp_path):
         g = torch.Generator().manual_seed(0)
         return pipe("a red circle", num_inference_steps=2, generator=g, output_type="np").images[0]
 
-    before = render(base)
-    assert render(tuned).shape == before.shape == (32, 32, 3)
-    assert np.abs(render(tuned) - before).max() > 1e-4  # the fine-tuned UNet changed
+    before, after = render(base), render(tuned)
+    assert after.shape == before.shape == (32, 32, 3)
+    assert np.abs(after - before).max() > 1e-4  # the fine-tuned UNet changed
     assert (lora_dir / "pytorch_lora_weights.safetensors").is_file()
     assert np.abs(render(base, lora_dir) - before).max() > 1e-4  # the LoRA loads and acts
 

@@ -211,13 +211,9 @@ def evaluate(model: str, steps: int = 20, guidance: float = 5.0, seed: int = 0, 
         out = inp(f"a large green square {VOCAB.positions[target][1][0]}, {bg} background", image=src,
                   mask_image=Image.fromarray(mask), strength=1.0, num_inference_steps=steps, guidance_scale=guidance,
                   generator=g, height=res, width=res).images[0]
-        arr = np.asarray(out)
-        region = arr[y0 : y0 + 2 * half, x0 : x0 + 2 * half]
-        inside = analyse(np.pad(region, ((8, 8), (8, 8), (0, 0)), mode="edge"))
-        ok_inside += int(inside.colour == "green")
-        keep_mask = mask == 0
-        diff = np.abs(arr.astype(np.int16) - np.asarray(src).astype(np.int16))[keep_mask].mean()
-        ok_outside += int(diff < 12)
+        green, kept = _inpaint_scores(out, src, mask, (y0, x0, 2 * half))
+        ok_inside += green
+        ok_outside += kept
         if j < 2:
             images += [(f"inpaint src", src), ("-> a green square", out)]
     result["inpaint_green_in_mask"] = ok_inside / 5
@@ -239,24 +235,33 @@ def evaluate(model: str, steps: int = 20, guidance: float = 5.0, seed: int = 0, 
         (models / "Stable-diffusion" / folder.name).symlink_to(folder, target_is_directory=True)
         service = ImageService(AppConfig(paths=PathsConfig(models_dir=models, outputs_dir=Path(tmp) / "outputs")))
         ok_inside = ok_outside = 0
-        for j, (src, mask, (y0, x0, side), bg) in enumerate(inpaint_cases):
+        for j, (src, mask, box, bg) in enumerate(inpaint_cases):
             req = InpaintRequest(prompt=f"a large green square, {bg} background", image=src, mask=Image.fromarray(mask),
                                  mask_blur=2, inpaint_full_res=True, inpaint_full_res_padding=8, denoising_strength=1.0,
                                  steps=steps, cfg_scale=guidance, seed=seed + 400 + j, sampler="DPM++ 2M",
                                  width=res, height=res, model=folder.name, save=False)
-            arr = np.asarray(service.inpaint(req).images[0].convert("RGB"))
-            region = arr[y0 : y0 + side, x0 : x0 + side]
-            ok_inside += int(analyse(np.pad(region, ((8, 8), (8, 8), (0, 0)), mode="edge")).colour == "green")
-            diff = np.abs(arr.astype(np.int16) - np.asarray(src).astype(np.int16))[mask == 0].mean()
-            ok_outside += int(diff < 12)
+            out = service.inpaint(req).images[0].convert("RGB")
+            green, kept = _inpaint_scores(out, src, mask, box)
+            ok_inside += green
+            ok_outside += kept
             if j < 2:
-                images += [("only masked: src", src), ("-> a green square", Image.fromarray(arr))]
+                images += [("only masked: src", src), ("-> a green square", out)]
     result["inpaint_only_masked_green_in_mask"] = ok_inside / len(inpaint_cases)
     result["inpaint_only_masked_rest_kept"] = ok_outside / len(inpaint_cases)
     result["rows"] = rows
     if grid:
         save_grid(images, grid)
     return result
+
+
+def _inpaint_scores(out, src, mask: np.ndarray, box: tuple) -> tuple[int, int]:
+    """(green shape inside the masked square ``box`` = (y0, x0, side), rest of the image kept)."""
+    arr = np.asarray(out)
+    y0, x0, side = box
+    region = arr[y0 : y0 + side, x0 : x0 + side]
+    green = analyse(np.pad(region, ((8, 8), (8, 8), (0, 0)), mode="edge")).colour == "green"
+    diff = np.abs(arr.astype(np.int16) - np.asarray(src).astype(np.int16))[mask == 0].mean()
+    return int(green), int(diff < 12)
 
 
 def save_grid(images: list, path: str, cols: int = 8) -> None:

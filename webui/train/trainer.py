@@ -307,8 +307,8 @@ def loss_weight(snr: torch.Tensor, gamma: float, v_pred: bool) -> torch.Tensor:
 
     Written as the weight the loss puts on the x0 error: epsilon MSE = SNR * x0 MSE and
     v MSE = (SNR + 1) * x0 MSE. epsilon (fine-tuning SD 1.x): min-SNR, x0 weight min(SNR, gamma).
-    v (the demo model): x0 weight min(SNR, gamma) + 1, so the high-noise steps, where the layout is
-    decided, keep full weight while the low-noise ones are capped. gamma 0: plain MSE.
+    v (SD 2.x-style models): x0 weight min(SNR, gamma) + 1, so the high-noise steps, where the layout
+    is decided, keep full weight while the low-noise ones are capped. gamma 0: plain MSE.
     """
     if gamma <= 0:
         return torch.ones_like(snr)
