@@ -200,3 +200,35 @@ def test_train_rejects_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         train_main(["--data", str(tmp_path / "nope"), "--preset", "test", "--output", str(tmp_path / "o"),
                     "--work-dir", str(tmp_path / "w"), "--vae-steps", "0", "--decoder-steps", "0"])
+
+
+def test_position_recipe_schedule_leaves_almost_no_signal_and_every_sampler_starts_there():
+    """The ``position`` preset: its noisiest training step keeps sqrt(alpha_bar) = 0.01 (SD 1.x: 0.068),
+    every A1111 sampler built from its schedule starts at that step with finite sigmas, and its
+    fp16 weights fit the 25 MB budget."""
+    import torch
+
+    from webui.diffusion.samplers import SAMPLER_NAMES, make_scheduler
+    from webui.train import model_config
+    from webui.train.model_config import POSITION, build_scheduler, low_terminal_snr_betas
+
+    betas = np.asarray(low_terminal_snr_betas())
+    root = np.sqrt(np.cumprod(1 - betas))
+    sd = np.sqrt(np.cumprod(1 - np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2))
+    assert abs(root[0] - sd[0]) < 1e-9 and abs(root[-1] - 0.01) < 1e-9 and abs(sd[-1] - 0.068) < 1e-3
+    assert np.all(np.diff(root) < 0) and np.all((betas > 0) & (betas < 1))
+    assert build_scheduler().config.prediction_type == "epsilon"  # the shipped recipe: SD 1.x
+    config = dict(build_scheduler(POSITION).config)
+    assert config["prediction_type"] == "v_prediction"
+    for name in SAMPLER_NAMES:
+        sched = make_scheduler(name, config)
+        sched.set_timesteps(20)
+        assert int(sched.timesteps[0]) == 999, name
+        assert torch.allclose(sched.alphas_cumprod.double(), torch.from_numpy(root**2), atol=1e-6), name
+        if hasattr(sched, "sigmas"):
+            assert torch.isfinite(torch.as_tensor(sched.sigmas)).all(), name
+    n = sum(
+        sum(p.numel() for p in m.parameters())
+        for m in (model_config.build_unet(POSITION), model_config.build_text_encoder(POSITION), model_config.build_vae(POSITION))
+    )
+    assert 2 * n <= 25_000_000, n

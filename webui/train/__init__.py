@@ -20,9 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", default="", help="checkpoints and caches (default outputs/train/<output name>)")
     p.add_argument("--data", default="shapes", help='"shapes" (drawn captioned scenes) or a folder of image + .txt pairs')
     p.add_argument("--base-model", default="", help="diffusers folder to fine-tune (omit: tiny model from scratch)")
-    p.add_argument("--preset", default="demo", choices=["demo", "test"], help="tiny architecture for from-scratch runs")
+    p.add_argument("--preset", default="demo", choices=["demo", "position", "test"],
+                   help="from-scratch recipe: demo (the shipped model), position (follows position words, blobby shapes), test")
     p.add_argument("--resolution", type=int, default=0, help="image side (0: native)")
-    p.add_argument("--steps", type=int, default=4000, help="optimizer steps of the UNet stage")
+    p.add_argument("--steps", type=int, default=0, help="optimizer steps of the UNet stage (0: the preset's, 4000 fine-tuning)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-text-encoder", action="store_true", help="keep the text encoder frozen")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="empty-caption probability (for CFG)")
     p.add_argument("--min-snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0: off)")
+    p.add_argument("--high-noise-share", type=float, default=-1.0,
+                   help="share of timesteps drawn from the noisiest 10%% (default: the preset's, 0 when fine-tuning)")
     p.add_argument("--pool-size", type=int, default=20000, help="training images whose latents are cached")
     p.add_argument("--vae-steps", type=int, default=1000, help="from scratch: VAE pre-training steps")
     p.add_argument("--vae-batch", type=int, default=16)
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         train_text_encoder=not args.no_text_encoder,
         cond_dropout=args.cond_dropout,
         min_snr_gamma=args.min_snr_gamma,
+        high_noise_share=args.high_noise_share,
         pool_size=args.pool_size,
         vae_steps=args.vae_steps,
         vae_batch=args.vae_batch,

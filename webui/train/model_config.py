@@ -1,8 +1,21 @@
-"""The tiny SD architecture of the embedded demo model (and a tinier one for tests).
+"""The tiny SD architectures of the embedded demo model (and a tinier one for tests).
 
 Same component classes as Stable Diffusion 1.x: ``AutoencoderKL`` (8x down, 4 latent channels),
 ``UNet2DConditionModel`` with cross-attention, ``CLIPTextModel`` with the real 49,408-token CLIP
-vocab and 77 positions, and an SD-like scaled_linear ``DDPMScheduler`` config.
+vocab and 77 positions, and a ``DDPMScheduler`` config every A1111 sampler name can be built from.
+
+Two recipes (docs/demo-model.md):
+- ``demo`` (the shipped model): SD 1.x's noise schedule and epsilon prediction, a 3-level UNet
+  with attention at 16x16. Crisp shapes and colours; it ignores position words.
+- ``position``: follows position words (100 % on the held-out prompts), but draws blobs. Position
+  needs two things a stock UNet does not get for free:
+  - a UNet that knows where it is. A stock ``UNet2DConditionModel`` has no positional input, only
+    the zero padding of its convolutions. Four levels take 16x16 latents down to a 2x2 bottleneck,
+    where every cell is a corner its convolutions tell apart by the padding, and cross-attention
+    there can put "left" into the left cells;
+  - a schedule whose noisiest step leaves no layout to read from the noise
+    (``low_terminal_snr_betas``), with v-prediction, and a quarter of the training timesteps
+    drawn from the noisiest tenth.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TinySDConfig:
-    """Sizes of a from-scratch model."""
+    """Sizes and training recipe of a from-scratch model."""
 
     resolution: int = 128  # native image side in pixels
     vae_channels: tuple = (16, 32, 64, 64)  # 4 blocks -> 8x downsampling (128 px -> 16x16 latent)
@@ -26,9 +39,19 @@ class TinySDConfig:
     text_layers: int = 3
     text_heads: int = 4
     text_intermediate: int = 256
+    schedule: str = "sd1"  # "sd1" (SD 1.x, epsilon) or "low-terminal-snr" (v-prediction)
+    high_noise_share: float = 0.0  # share of training timesteps drawn from the noisiest tenth
+    steps: int = 4000  # default optimizer steps of the UNet stage
 
 
 DEMO = TinySDConfig()
+POSITION = TinySDConfig(
+    unet_channels=(64, 96, 128, 128),  # 16 -> 8 -> 4 -> 2: the 2x2 bottleneck knows left from right
+    unet_attention=(False, True, True, True),  # none at 16x16 (keeps the weights under 25 MB)
+    schedule="low-terminal-snr",
+    high_noise_share=0.25,
+    steps=8000,
+)
 TEST = TinySDConfig(
     resolution=32,
     vae_channels=(8, 16),
@@ -40,10 +63,35 @@ TEST = TinySDConfig(
     text_heads=2,
     text_intermediate=64,
 )
-PRESETS = {"demo": DEMO, "test": TEST}
+PRESETS = {"demo": DEMO, "position": POSITION, "test": TEST}
 
-# SD 1.x noise schedule, the config every A1111 sampler name can be built from. (v-prediction, as
-# SD 2.x, is supported by the trainer too; for the demo model it did not help: docs/demo-model.md.)
+TERMINAL_SIGNAL = 0.01  # sqrt(alpha_bar) at the last training step (SD 1.x: 0.068)
+
+
+def low_terminal_snr_betas(
+    n: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012, terminal: float = TERMINAL_SIGNAL
+) -> list:
+    """SD 1.x's scaled_linear betas, rescaled so the last step keeps almost no signal.
+
+    With SD's schedule the noisiest training step still holds 6.8 % of the image (sqrt(alpha_bar)
+    = 0.068). On 16x16 latents the denoiser reads where a large shape is from that remnant, so at
+    sampling time the seed's noise picks the layout. Following Lin et al. 2024 ("Common diffusion
+    noise schedules and sample steps are flawed"), sqrt(alpha_bar) is shifted and scaled linearly
+    so it still starts at SD's value but ends at ``terminal`` (not exactly 0, so every sampler's
+    sigma_max stays finite: about 100).
+    """
+    import numpy as np
+
+    betas = np.linspace(beta_start**0.5, beta_end**0.5, n, dtype=np.float64) ** 2
+    root = np.sqrt(np.cumprod(1.0 - betas))
+    first, last = root[0], root[-1]
+    root = terminal + (root - last) * (first - terminal) / (first - last)
+    alpha_bar = root**2
+    alphas = alpha_bar / np.concatenate([[1.0], alpha_bar[:-1]])
+    return [float(b) for b in 1.0 - alphas]
+
+
+# SD 1.x noise schedule, the config every A1111 sampler name can be built from.
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,
@@ -54,6 +102,23 @@ SCHEDULER_CONFIG = dict(
     steps_offset=1,
     prediction_type="epsilon",
 )
+
+
+def scheduler_config(schedule: str = "sd1") -> dict:
+    """``sd1``: SD 1.x. ``low-terminal-snr``: the rescaled betas above, given to every diffusers
+    scheduler as ``trained_betas`` (so each A1111 sampler samples what was trained), v-prediction
+    (as SD 2.x; epsilon is ill-posed when almost no signal is left) and "trailing" timesteps, so
+    sampling starts at the last (noisiest) training step."""
+    if schedule == "sd1":
+        return dict(SCHEDULER_CONFIG)
+    if schedule == "low-terminal-snr":
+        return dict(
+            SCHEDULER_CONFIG,
+            trained_betas=low_terminal_snr_betas(),
+            timestep_spacing="trailing",
+            prediction_type="v_prediction",
+        )
+    raise ValueError(f"unknown noise schedule {schedule!r}; choose 'sd1' or 'low-terminal-snr'")
 
 
 def build_vae(cfg: TinySDConfig):
@@ -118,7 +183,7 @@ def build_unet(cfg: TinySDConfig):
     )
 
 
-def build_scheduler():
+def build_scheduler(cfg: TinySDConfig = DEMO):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler.from_config(SCHEDULER_CONFIG)  # keys other schedulers need are kept
+    return DDPMScheduler.from_config(scheduler_config(cfg.schedule))  # keys other schedulers need are kept

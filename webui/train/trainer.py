@@ -7,8 +7,9 @@ Two uses:
   or LoRA adapters on the UNet attention projections (peft), saved loadable by
   ``pipe.load_lora_weights``.
 
-The loop is the standard one: random timestep, noise added by the DDPM scheduler, the UNet predicts
-the noise, MSE (optionally min-SNR weighted); EMA of the trained weights, gradient accumulation,
+The loop is the standard one: random timestep (from scratch, a quarter of them from the noisiest
+tenth: ``sample_timesteps``), noise added by the DDPM scheduler, the UNet predicts the noise (or v,
+as the scheduler config says), MSE (optionally min-SNR weighted); EMA of the trained weights, gradient accumulation,
 a checkpoint every N steps in ``work_dir/checkpoint`` (weights, EMA, optimizer, step, RNG state) and
 automatic resume from it. The batch of step ``s`` is a pure function of (seed, s), so a resumed run
 continues exactly where it stopped.
@@ -39,9 +40,9 @@ class TrainConfig:
     work_dir: str = ""  # checkpoints + caches; default outputs/train/<output name>
     data: str = "shapes"  # "shapes" (the drawn-scene generator) or a folder of image + .txt pairs
     base_model: str = ""  # diffusers folder to fine-tune; empty -> a tiny model from scratch
-    preset: str = "demo"  # TinySDConfig preset for from-scratch training ("demo", "test")
+    preset: str = "demo"  # TinySDConfig preset for from-scratch training ("demo", "position", "test")
     resolution: int = 0  # 0 -> the preset's / base model's native resolution
-    steps: int = 4000  # optimizer steps of the UNet stage
+    steps: int = 0  # optimizer steps of the UNet stage; 0 -> the preset's (4000 when fine-tuning)
     batch_size: int = 32
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
@@ -52,6 +53,7 @@ class TrainConfig:
     train_text_encoder: bool = True  # ignored with LoRA
     cond_dropout: float = 0.1  # empty caption probability (classifier-free guidance)
     min_snr_gamma: float = 5.0  # 0 -> plain MSE
+    high_noise_share: float = -1.0  # share of timesteps from the noisiest 10 %; < 0 -> the preset's (0 fine-tuning)
     pool_size: int = 20000  # training images whose latents are cached
     vae_steps: int = 1000  # from scratch only: autoencoder pre-training steps
     vae_batch: int = 16
@@ -158,7 +160,7 @@ def load_components(cfg: TrainConfig) -> Components:
         text_encoder=model_config.build_text_encoder(arch),
         tokenizer=load_clip_tokenizer(),
         unet=model_config.build_unet(arch),
-        noise_scheduler=model_config.build_scheduler(),
+        noise_scheduler=model_config.build_scheduler(arch),
         resolution=cfg.resolution or arch.resolution,
     )
 
@@ -316,6 +318,21 @@ def loss_weight(snr: torch.Tensor, gamma: float, v_pred: bool) -> torch.Tensor:
     return (capped + 1) / (snr + 1) if v_pred else capped / snr
 
 
+def sample_timesteps(num: int, n: int, high_share: float, gen: torch.Generator) -> torch.Tensor:
+    """Uniform timesteps, except that a ``high_share`` of them come from the noisiest tenth.
+
+    Where a shape goes is decided in the first sampling steps, where almost no signal is left; those
+    are the only training steps where position words are needed (elsewhere the noisy latent shows
+    the layout), so a model that must learn position from text needs more of them.
+    """
+    t = torch.randint(0, num, (n,), generator=gen)
+    if high_share <= 0:
+        return t
+    high = torch.randint(num - num // 10, num, (n,), generator=gen)
+    pick = torch.rand(n, generator=gen) < high_share
+    return torch.where(pick, high, t)
+
+
 def _add_lora(unet, rank: int) -> list:
     from peft import LoraConfig
 
@@ -387,7 +404,7 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -
             drop = torch.rand(micro, generator=gen) < cfg.cond_dropout
             ids[drop] = empty_ids
             noise = torch.randn(latents.shape, generator=gen)
-            t = torch.randint(0, sched.config.num_train_timesteps, (micro,), generator=gen)
+            t = sample_timesteps(sched.config.num_train_timesteps, micro, cfg.high_noise_share, gen)
             noisy = sched.add_noise(latents, noise, t)
             with torch.set_grad_enabled(train_te):
                 cond = te(ids)[0]
@@ -474,8 +491,21 @@ def save_lora(comp: Components, out: Path) -> Path:
     return out / "pytorch_lora_weights.safetensors"
 
 
+def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
+    """Fill the settings left to the preset: UNet steps and the high-noise timestep share."""
+    from dataclasses import replace
+
+    arch = model_config.PRESETS.get(cfg.preset) if not cfg.base_model else None
+    if not cfg.base_model and arch is None:
+        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(model_config.PRESETS)}")
+    steps = cfg.steps or (arch.steps if arch else 4000)
+    share = cfg.high_noise_share if cfg.high_noise_share >= 0 else (arch.high_noise_share if arch else 0.0)
+    return replace(cfg, steps=steps, high_noise_share=share)
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run every stage; returns the path of what was written (model folder or LoRA file)."""
+    cfg = resolve_defaults(cfg)
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
