@@ -65,13 +65,18 @@ TEST = TinySDConfig(
 )
 PRESETS = {"demo": DEMO, "position": POSITION, "test": TEST}
 
+
+def preset(name: str) -> TinySDConfig:
+    """The preset called ``name``; ValueError naming the valid ones otherwise."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
 TERMINAL_SIGNAL = 0.01  # sqrt(alpha_bar) at the last training step (SD 1.x: 0.068)
 
 
-def low_terminal_snr_betas(
-    n: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012, terminal: float = TERMINAL_SIGNAL
-) -> list:
-    """SD 1.x's scaled_linear betas, rescaled so the last step keeps almost no signal.
+def low_terminal_snr_betas(terminal: float = TERMINAL_SIGNAL) -> list:
+    """SD 1.x's scaled_linear betas (``SCHEDULER_CONFIG``), rescaled so the last step keeps almost no signal.
 
     With SD's schedule the noisiest training step still holds 6.8 % of the image (sqrt(alpha_bar)
     = 0.068). On 16x16 latents the denoiser reads where a large shape is from that remnant, so at
@@ -82,7 +87,8 @@ def low_terminal_snr_betas(
     """
     import numpy as np
 
-    betas = np.linspace(beta_start**0.5, beta_end**0.5, n, dtype=np.float64) ** 2
+    sd = SCHEDULER_CONFIG
+    betas = np.linspace(sd["beta_start"] ** 0.5, sd["beta_end"] ** 0.5, sd["num_train_timesteps"], dtype=np.float64) ** 2
     root = np.sqrt(np.cumprod(1.0 - betas))
     first, last = root[0], root[-1]
     root = terminal + (root - last) * (first - terminal) / (first - last)

@@ -7,12 +7,12 @@ Two uses:
   or LoRA adapters on the UNet attention projections (peft), saved loadable by
   ``pipe.load_lora_weights``.
 
-The loop is the standard one: random timestep (from scratch, a quarter of them from the noisiest
-tenth: ``sample_timesteps``), noise added by the DDPM scheduler, the UNet predicts the noise (or v,
-as the scheduler config says), MSE (optionally min-SNR weighted); EMA of the trained weights, gradient accumulation,
-a checkpoint every N steps in ``work_dir/checkpoint`` (weights, EMA, optimizer, step, RNG state) and
-automatic resume from it. The batch of step ``s`` is a pure function of (seed, s), so a resumed run
-continues exactly where it stopped.
+The loop is the standard one: random timestep (the ``position`` preset draws a quarter of them
+from the noisiest tenth: ``sample_timesteps``), noise added by the DDPM scheduler, the UNet predicts
+the noise (or v, as the scheduler config says), MSE (optionally min-SNR weighted); EMA of the
+trained weights, gradient accumulation, a checkpoint every N steps in ``work_dir/checkpoint``
+(weights, EMA, optimizer, step, RNG state) and automatic resume from it. The batch of step ``s`` is
+a pure function of (seed, s), so a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -151,9 +151,7 @@ def load_components(cfg: TrainConfig) -> Components:
 
     from webui.diffusion.tokenizer import load_clip_tokenizer
 
-    if cfg.preset not in model_config.PRESETS:
-        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(model_config.PRESETS)}")
-    arch = model_config.PRESETS[cfg.preset]
+    arch = model_config.preset(cfg.preset)
     torch.manual_seed(cfg.seed)
     return Components(
         vae=model_config.build_vae(arch),
@@ -495,9 +493,7 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     """Fill the settings left to the preset: UNet steps and the high-noise timestep share."""
     from dataclasses import replace
 
-    arch = model_config.PRESETS.get(cfg.preset) if not cfg.base_model else None
-    if not cfg.base_model and arch is None:
-        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(model_config.PRESETS)}")
+    arch = None if cfg.base_model else model_config.preset(cfg.preset)
     steps = cfg.steps or (arch.steps if arch else 4000)
     share = cfg.high_noise_share if cfg.high_noise_share >= 0 else (arch.high_noise_share if arch else 0.0)
     return replace(cfg, steps=steps, high_noise_share=share)
