@@ -75,6 +75,20 @@ def test_checker_reads_generator_images(blur):
         assert h / n >= 0.97, (key, h / n)
 
 
+def test_checker_shape_classes_survive_heavy_blur():
+    """Soft generated stars keep fat arms (solidity up to 0.85 at sigma 4): they are still stars,
+    and no other shape turns into one."""
+    import cv2
+
+    for i in range(60):
+        r = random.Random(i)
+        shape = list(VOCAB.shapes)[i % len(VOCAB.shapes)]
+        spec = _jittered(r, shape, "red", "large", r.choice(list(VOCAB.positions)))
+        img = render_scene(Scene(("white",), (spec,), ""), 128)
+        for blur in (3.5, 4.0):
+            assert analyse(cv2.GaussianBlur(img, (0, 0), blur)).shape == shape, (i, shape, blur)
+
+
 def test_held_out_prompts_are_unseen_combinations():
     cases = held_out_cases()
     assert len(cases) >= 20
