@@ -63,27 +63,29 @@ def test_inpaint_with_drawn_mask(page, tmp_path):
     page.get_by_role("tab", name="Inpaint").click()
     source = tmp_path / "source.png"
     Image.fromarray(np.full((64, 64, 3), (40, 120, 200), np.uint8)).save(source)
-    page.locator("#inpaint_editor input[type=file]").set_input_files(str(source))
-    canvas = page.locator("#inpaint_editor canvas").first
-    canvas.wait_for(state="visible")
-    page.wait_for_timeout(500)
-    box = canvas.bounding_box()
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(cx - 20, cy)
-    page.mouse.down()
-    for dx in range(-20, 21, 4):
-        page.mouse.move(cx + dx, cy + dx / 4)
-    page.mouse.up()
     page.locator("#inpaint_prompt textarea").fill("a green square")
-    # On a loaded machine the editor may still be sending the upload when Generate is clicked;
-    # the app then says so ("Inpaint needs an image") and a user clicks again, as this test does.
     result = page.locator("#inpaint_gallery img").first
     not_ready = page.get_by_text("Inpaint needs an image").first
+    # On a loaded machine the editor may still be sending the upload when Generate is clicked, or
+    # (right after the tab is first shown) drop it; the app then says "Inpaint needs an image" and
+    # a user uploads and draws again, as this test does.
     for _ in range(4):
+        page.locator("#inpaint_editor input[type=file]").set_input_files(str(source))
+        canvas = page.locator("#inpaint_editor canvas").first
+        canvas.wait_for(state="visible")
+        page.wait_for_timeout(500)
+        box = canvas.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx - 20, cy)
+        page.mouse.down()
+        for dx in range(-20, 21, 4):
+            page.mouse.move(cx + dx, cy + dx / 4)
+        page.mouse.up()
         page.locator("#inpaint_generate").click()
         result.or_(not_ready).wait_for(state="visible")
         if result.is_visible():
             break
+        shot(page, "inpaint_not_ready")
         not_ready.wait_for(state="hidden", timeout=15000)
     result.wait_for(state="visible")
     info = page.locator("#inpaint_info textarea")
