@@ -12,6 +12,8 @@ DEMO_OUTPUT = "models/Stable-diffusion/demo-shapes"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from webui.train.model_config import PRESETS  # dataclasses only: torch stays unimported
+
     p = argparse.ArgumentParser(
         prog="train",
         description="Train the embedded demo model from scratch, or fine-tune / LoRA-train a diffusers SD model.",
@@ -20,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", default="", help="checkpoints and caches (default outputs/train/<output name>)")
     p.add_argument("--data", default="shapes", help='"shapes" (drawn captioned scenes) or a folder of image + .txt pairs')
     p.add_argument("--base-model", default="", help="diffusers folder to fine-tune (omit: tiny model from scratch)")
-    p.add_argument("--preset", default="demo", choices=["demo", "position", "test"],
+    p.add_argument("--preset", default="demo", choices=list(PRESETS),
                    help="from-scratch recipe: demo (the shipped model), position (follows position words, blobby shapes), test")
     p.add_argument("--resolution", type=int, default=0, help="image side (0: native)")
     p.add_argument("--steps", type=int, default=0, help="optimizer steps of the UNet stage (0: the preset's, 4000 fine-tuning)")
