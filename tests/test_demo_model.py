@@ -247,3 +247,51 @@ def test_position_recipe_schedule_leaves_almost_no_signal_and_every_sampler_star
             for m in (model_config.build_unet(arch), model_config.build_text_encoder(arch), model_config.build_vae(arch))
         )
         assert 2 * n <= 25_000_000, (name, n)
+
+
+def test_pyramid_noise_hides_the_layout_but_stays_unit_gaussian_noise():
+    """Multi-resolution training noise: discount 0 is plain torch.randn; otherwise every sample has
+    unit standard deviation, and the difference between the left and right halves of a 16x16 latent
+    (where a large shape is) is several times noisier than with white noise."""
+    import torch
+
+    from webui.train.trainer import pyramid_noise
+
+    shape = (256, 4, 16, 16)
+    plain = pyramid_noise(shape, 0.0, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(3)))
+    noise = pyramid_noise(shape, 0.8, torch.Generator().manual_seed(3))
+    assert torch.allclose(noise.std(dim=(1, 2, 3)), torch.ones(256), atol=1e-4)
+    assert abs(noise.mean().item()) < 0.05
+
+    def halves(x):
+        return (x[..., :8].mean(dim=(2, 3)) - x[..., 8:].mean(dim=(2, 3))).std().item()
+
+    assert halves(noise) > 2.5 * halves(plain)
+    assert halves(pyramid_noise(shape, 0.9, torch.Generator().manual_seed(3))) > halves(noise)
+
+
+def test_train_device_is_checked_first_and_checkpoints_call_back(tmp_path, monkeypatch):
+    import torch
+
+    from webui.train import trainer
+    from webui.train.trainer import TrainConfig, load_components, train, train_denoiser
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no working CUDA"):
+            train(TrainConfig(output=str(tmp_path / "o"), work_dir=str(tmp_path / "w"), preset="test", device="cuda"))
+        assert not (tmp_path / "w" / "vae").exists()  # nothing was trained before the device was checked
+    with pytest.raises(ValueError, match="Unknown device"):
+        train(TrainConfig(output=str(tmp_path / "o"), work_dir=str(tmp_path / "w"), preset="test", device="tpu"))
+
+    cfg = trainer.resolve_defaults(TrainConfig(output=str(tmp_path / "o"), work_dir=str(tmp_path / "w"), preset="test",
+                                               steps=4, batch_size=2, checkpoint_every=2, device="cpu", pyramid_noise=0.8))
+    comp = load_components(cfg)
+    ids = comp.tokenizer(["a red circle"] * 4, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    pool = {"mean": torch.randn(4, 4, 16, 16).half(), "std": torch.full((4, 4, 16, 16), 0.1).half(), "ids": ids,
+            "scaling_factor": 1.0}
+    seen = []
+    train_denoiser(cfg, comp, pool, tmp_path, on_checkpoint=lambda step, ema: seen.append((step, len(ema.shadow))))
+    n = len(list(comp.unet.parameters())) + len(list(comp.text_encoder.parameters()))
+    assert seen == [(2, n), (4, n)]
+    assert next(comp.unet.parameters()).device.type == "cpu"

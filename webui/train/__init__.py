@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0: off)")
     p.add_argument("--high-noise-share", type=float, default=-1.0,
                    help="share of timesteps drawn from the noisiest 10%% (default: the preset's, 0 when fine-tuning)")
+    p.add_argument("--pyramid-noise", type=float, default=-1.0,
+                   help="multi-resolution training noise discount, e.g. 0.8 (0: plain Gaussian; default: the preset's)")
     p.add_argument("--pool-size", type=int, default=20000, help="training images whose latents are cached")
     p.add_argument("--vae-steps", type=int, default=1000, help="from scratch: VAE pre-training steps")
     p.add_argument("--vae-batch", type=int, default=16)
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-holdout", action="store_true", help="also draw the held-out colour+shape pairs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="auto", help="device of the UNet stage: auto (CUDA, then MPS, else CPU), cpu, cuda, cuda:1")
     p.add_argument("--fp32", action="store_true", help="save fp32 weights (default fp16)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in the work dir")
     return p
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         cond_dropout=args.cond_dropout,
         min_snr_gamma=args.min_snr_gamma,
         high_noise_share=args.high_noise_share,
+        pyramid_noise=args.pyramid_noise,
         pool_size=args.pool_size,
         vae_steps=args.vae_steps,
         vae_batch=args.vae_batch,
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         holdout=not args.no_holdout,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
         save_fp16=not args.fp32,
         resume=not args.no_resume,
     )

@@ -41,6 +41,7 @@ class TinySDConfig:
     text_intermediate: int = 256
     schedule: str = "sd1"  # "sd1" (SD 1.x, epsilon) or "low-terminal-snr" (v-prediction)
     high_noise_share: float = 0.0  # share of training timesteps drawn from the noisiest tenth
+    pyramid_noise: float = 0.0  # multi-resolution training noise discount (0: plain Gaussian)
     steps: int = 4000  # default optimizer steps of the UNet stage
 
 

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from webui.config import PerfConfig
+from webui.diffusion.perf import resolve_device
 from webui.train import model_config
 from webui.train.data import FolderData, ShapesData, to_tensor
 
@@ -54,6 +56,7 @@ class TrainConfig:
     cond_dropout: float = 0.1  # empty caption probability (classifier-free guidance)
     min_snr_gamma: float = 5.0  # 0 -> plain MSE
     high_noise_share: float = -1.0  # share of timesteps from the noisiest 10 %; < 0 -> the preset's (0 fine-tuning)
+    pyramid_noise: float = -1.0  # multi-resolution noise discount (0: plain Gaussian); < 0 -> the preset's (0 fine-tuning)
     pool_size: int = 20000  # training images whose latents are cached
     vae_steps: int = 1000  # from scratch only: autoencoder pre-training steps
     vae_batch: int = 16
@@ -63,6 +66,7 @@ class TrainConfig:
     holdout: bool = True  # keep the held-out colour+shape pairs out of generated data
     seed: int = 0
     threads: int = 2
+    device: str = "auto"  # the denoiser stage's device: "auto" (CUDA, then MPS, else CPU), "cpu", "cuda", "cuda:1"
     save_fp16: bool = True
     resume: bool = True
 
@@ -83,8 +87,7 @@ class EMA:
     @torch.no_grad()
     def update(self, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        for s, p in zip(self.shadow, self.params):
-            s.mul_(d).add_(p.detach().float(), alpha=1 - d)
+        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in self.params], 1 - d)
 
     @torch.no_grad()
     def copy_to_params(self) -> None:
@@ -95,7 +98,7 @@ class EMA:
         return {"decay": self.decay, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
-        self.shadow = [t.clone() for t in state["shadow"]]
+        self.shadow = [t.to(p.device, torch.float32) for t, p in zip(state["shadow"], self.params)]
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -331,6 +334,29 @@ def sample_timesteps(num: int, n: int, high_share: float, gen: torch.Generator) 
     return torch.where(pick, high, t)
 
 
+def pyramid_noise(shape: tuple, discount: float, gen: torch.Generator) -> torch.Tensor:
+    """Gaussian noise with extra low-frequency parts: white noise plus ``discount ** i`` times noise
+    drawn at 1/2**i of the resolution (bilinearly upsampled), down to 1x1, each sample scaled back to
+    unit standard deviation ("multi-resolution" or "pyramid" noise).
+
+    A plain Gaussian hides fine detail long before it hides the coarse layout: at SD 1.x's noisiest
+    step the mean over half a 16x16 latent still shows where a large shape is, so the denoiser
+    reads the layout from the noise and ignores position words. The extra coarse noise hides the
+    layout at the high-noise steps (where text must decide it) and barely changes the low-noise
+    ones. ``discount`` 0 gives plain Gaussian noise.
+    """
+    noise = torch.randn(shape, generator=gen)
+    if discount <= 0:
+        return noise
+    b, c, h, w = shape
+    i = 1
+    while min(h, w) >> (i - 1) > 1:
+        coarse = torch.randn((b, c, max(1, h >> i), max(1, w >> i)), generator=gen)
+        noise = noise + discount**i * F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+        i += 1
+    return noise / noise.std(dim=(1, 2, 3), keepdim=True)
+
+
 def _add_lora(unet, rank: int) -> list:
     from peft import LoraConfig
 
@@ -341,9 +367,17 @@ def _add_lora(unet, rank: int) -> list:
     return [p for p in unet.parameters() if p.requires_grad]
 
 
-def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -> list:
+def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, on_checkpoint=None) -> list:
+    """Train the UNet (and text encoder) on the cached latents; afterwards the EMA weights are in the
+    models, back on the CPU. ``on_checkpoint(step, ema)`` is called after each checkpoint is saved.
+
+    Batches, noise and timesteps are drawn on the CPU from (seed, step), whatever the device, so a
+    run resumed on another device sees the same data."""
     unet, te = comp.unet, comp.text_encoder
     comp.vae.requires_grad_(False)
+    device = resolve_device(PerfConfig(device=cfg.device))  # the app's rule: auto = CUDA > MPS > CPU
+    unet.to(device)
+    te.to(device)
     if cfg.lora_rank > 0:
         te.requires_grad_(False)
         params = _add_lora(unet, cfg.lora_rank)
@@ -360,6 +394,7 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -
     sched = comp.noise_scheduler
     alphas = sched.alphas_cumprod.float()
     snr = alphas / (1 - alphas)
+    root_a, root_1ma = alphas**0.5, (1 - alphas) ** 0.5  # as the scheduler's add_noise computes them
     empty_ids = comp.tokenizer(
         [""], padding="max_length", max_length=comp.tokenizer.model_max_length, return_tensors="pt"
     ).input_ids[0]
@@ -371,11 +406,11 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -
     ckpt = work / "checkpoint.pt"
     start = 0
     if cfg.resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location="cpu")
         with torch.no_grad():
             for p, t in zip(params, state["params"]):
                 p.copy_(t)
-        opt.load_state_dict(state["optimizer"])
+        opt.load_state_dict(state["optimizer"])  # moves the moments onto the parameters' device
         ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
@@ -401,15 +436,18 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -
             ids = pool["ids"][idx].clone()
             drop = torch.rand(micro, generator=gen) < cfg.cond_dropout
             ids[drop] = empty_ids
-            noise = torch.randn(latents.shape, generator=gen)
+            noise = pyramid_noise(tuple(latents.shape), cfg.pyramid_noise, gen)
             t = sample_timesteps(sched.config.num_train_timesteps, micro, cfg.high_noise_share, gen)
-            noisy = sched.add_noise(latents, noise, t)
+            a, s = root_a[t].view(-1, 1, 1, 1), root_1ma[t].view(-1, 1, 1, 1)
+            noisy = a * latents + s * noise  # the scheduler's add_noise
+            target = a * noise - s * latents if v_pred else noise  # its get_velocity
+            weight = loss_weight(snr[t], cfg.min_snr_gamma, v_pred)
+            noisy, target, weight, t, ids = (x.to(device) for x in (noisy, target, weight, t, ids))
             with torch.set_grad_enabled(train_te):
                 cond = te(ids)[0]
             pred = unet(noisy, t, cond).sample
-            target = sched.get_velocity(latents, noise, t) if v_pred else noise
             per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
-            per = per * loss_weight(snr[t], cfg.min_snr_gamma, v_pred)
+            per = per * weight
             loss = per.mean() / cfg.grad_accum
             loss.backward()
             total += loss.item()
@@ -434,10 +472,12 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path) -
                 ckpt,
             )
             print(f"\n[train] step {done}/{cfg.steps} loss {total:.4f} checkpoint saved ({time.time() - t0:.0f}s)", flush=True)
+            if on_checkpoint is not None:
+                on_checkpoint(done, ema)
     bar.close()
     ema.copy_to_params()
-    unet.eval()
-    te.eval()
+    unet.to("cpu").eval()
+    te.to("cpu").eval()
     return params
 
 
@@ -496,12 +536,14 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     arch = None if cfg.base_model else model_config.preset(cfg.preset)
     steps = cfg.steps or (arch.steps if arch else 4000)
     share = cfg.high_noise_share if cfg.high_noise_share >= 0 else (arch.high_noise_share if arch else 0.0)
-    return replace(cfg, steps=steps, high_noise_share=share)
+    pyramid = cfg.pyramid_noise if cfg.pyramid_noise >= 0 else (arch.pyramid_noise if arch else 0.0)
+    return replace(cfg, steps=steps, high_noise_share=share, pyramid_noise=pyramid)
 
 
 def train(cfg: TrainConfig) -> Path:
     """Run every stage; returns the path of what was written (model folder or LoRA file)."""
     cfg = resolve_defaults(cfg)
+    resolve_device(PerfConfig(device=cfg.device))  # a bad --device fails now, not after the VAE stages
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
