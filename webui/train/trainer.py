@@ -8,11 +8,12 @@ Two uses:
   ``pipe.load_lora_weights``.
 
 The loop is the standard one: random timestep (the ``position`` preset draws a quarter of them
-from the noisiest tenth: ``sample_timesteps``), noise added by the DDPM scheduler, the UNet predicts
-the noise (or v, as the scheduler config says), MSE (optionally min-SNR weighted); EMA of the
-trained weights, gradient accumulation, a checkpoint every N steps in ``work_dir/checkpoint``
-(weights, EMA, optimizer, step, RNG state) and automatic resume from it. The batch of step ``s`` is
-a pure function of (seed, s), so a resumed run continues exactly where it stopped.
+from the noisiest tenth: ``sample_timesteps``), noise (optionally multi-resolution:
+``pyramid_noise``) added as the DDPM scheduler does, the UNet predicts the noise (or v, as the
+scheduler config says), MSE (optionally min-SNR weighted); EMA of the trained weights, gradient
+accumulation, a checkpoint every N steps in ``work_dir/checkpoint`` (weights, EMA, optimizer, step,
+RNG state) and automatic resume from it. The batch of step ``s`` is a pure function of (seed, s),
+drawn on the CPU, so a resumed run continues exactly where it stopped, on any device.
 """
 
 from __future__ import annotations

@@ -1,0 +1,238 @@
+"""Compare from-scratch training recipes of the demo model side by side on one CUDA GPU.
+
+A full run of one recipe takes about an hour on this project's 2-core machines, so recipes are
+compared on a GPU: each trains in its own process with the trainer's own loop
+(``train_denoiser``) on the same latent pool, with the step count that fits about 50 minutes of
+its UNet on 2 CPU cores (measured per architecture and batch size, see ``CPU_SECONDS_PER_STEP``).
+At fixed steps its EMA weights are scored on the held-out prompts by the evaluation's checker
+(``webui.train.evaluate.analyse``), each held-out prompt with 2 seeds (60 images).
+
+Results: ``OUT/results.jsonl`` (one line per evaluation), ``OUT/grids.tar`` (the last images of each
+recipe), ``OUT/logs.tar``. The GPU only ranks recipes; the model that ships is trained on the CPU
+with the ``train`` command and scored with ``python -m webui.train.evaluate``.
+
+Measured on one H200 (2026-11-26): the pool takes 24 s; with 8 recipes at once each trains at about
+8.7 steps/s (eager PyTorch: these UNets are too small to fill the GPU, so the step rate is bound by
+kernel launches), so a 10,000-step recipe needs about 20 minutes. Run fewer recipes at once, or
+raise ``--deadline``, to finish them.
+
+    python benchmarks/demo_recipes.py --out DIR [--recipes a,b] [--deadline 420]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+R7 = dict(unet_channels=(64, 128, 128, 96), unet_attention=(True, True, True, True), unet_head_dim=24)
+LTSNR = dict(schedule="low-terminal-snr")
+# Seconds per optimizer step of the UNet + text encoder on this project's 2 CPU cores (torch 2.13, 2 threads).
+CPU_SECONDS_PER_STEP = {("demo", 32): 0.54, ("demo", 16): 0.28, ("position", 32): 0.35, ("position", 16): 0.20,
+                        ("r7", 32): 0.58, ("r7", 16): 0.29}
+BUDGET_S = 2900  # the UNet stage's share of the 60-minute budget (the VAE stages take about 7 minutes)
+
+# name: (base preset, arch overrides, cpu-timing key, batch, train overrides)
+RECIPES = {
+    "demo-b32": ("demo", {}, "demo", 32, {}),
+    "demo-b16": ("demo", {}, "demo", 16, {}),
+    "demo-pyr-b16": ("demo", {}, "demo", 16, dict(pyramid_noise=0.8, high_noise_share=0.25)),
+    "pos-pyr-b16": ("demo", dict(unet_channels=(64, 96, 128, 128), unet_attention=(False, True, True, True)),
+                    "position", 16, dict(pyramid_noise=0.8, high_noise_share=0.25)),
+    "r7-ltsnr-b16": ("demo", {**R7, **LTSNR}, "r7", 16, dict(high_noise_share=0.25)),
+    "r7-ltsnr-b32": ("demo", {**R7, **LTSNR}, "r7", 32, dict(high_noise_share=0.25)),
+    "r7-pyr-b16": ("demo", R7, "r7", 16, dict(pyramid_noise=0.8, high_noise_share=0.25)),
+    "r7-sd-b16": ("demo", R7, "r7", 16, dict(high_noise_share=0.25)),
+    "r7-pyr-b32": ("demo", R7, "r7", 32, dict(pyramid_noise=0.8, high_noise_share=0.25)),  # run 10 (CPU)
+    "r7-pyr9-b16": ("demo", R7, "r7", 16, dict(pyramid_noise=0.9, high_noise_share=0.25)),
+}
+DEFAULT = "demo-b16,demo-pyr-b16,pos-pyr-b16,r7-ltsnr-b16,r7-ltsnr-b32,r7-pyr-b16,r7-sd-b16,r7-pyr9-b16"
+
+
+def build_pool(model: str, n: int, workers: int, path: Path, device: str) -> None:
+    """The trainer's latent pool (same scenes: ``ShapesData(seed=0)``), drawn in parallel, encoded on the GPU."""
+    import numpy as np
+    import torch
+    from multiprocessing import Pool
+
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTokenizer
+
+    chunks = [(s, min(n, s + 500)) for s in range(0, n, 500)]
+    with Pool(workers) as pool:
+        parts = pool.map(_draw, chunks)
+    images = np.concatenate([p[0] for p in parts])
+    captions = [c for p in parts for c in p[1]]
+    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
+    means, stds = [], []
+    with torch.no_grad():
+        for s in range(0, n, 500):
+            x = torch.from_numpy(images[s : s + 500]).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+            dist = vae.encode(x).latent_dist
+            means.append(dist.mean.half().cpu())
+            stds.append(dist.std.half().cpu())
+    tok = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
+    ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+    torch.save({"mean": torch.cat(means), "std": torch.cat(stds), "ids": ids,
+                "scaling_factor": vae.config.scaling_factor}, path)
+
+
+def _draw(bounds):
+    import numpy as np
+
+    from webui.train.data import ShapesData
+
+    data = ShapesData(seed=0, size=128, holdout=True)
+    items = [data.item(i) for i in range(*bounds)]
+    return np.stack([np.ascontiguousarray(img) for img, _ in items]), [c for _, c in items]
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, smoke: bool) -> None:
+    import copy
+    from dataclasses import replace
+
+    import torch
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    from webui.train import model_config as mc
+    from webui.train.evaluate import analyse, held_out_cases
+    from webui.train.trainer import Components, TrainConfig, train_denoiser
+
+    base, arch_over, key, batch, train_over = RECIPES[name]
+    arch = replace(mc.preset(base), **arch_over)
+    steps = int(BUDGET_S / CPU_SECONDS_PER_STEP[(key, batch)]) // 100 * 100
+    every = max(500, steps // 5 // 100 * 100)
+    device = "cpu" if smoke else "cuda"
+    if smoke:
+        steps, every = 4, 2
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    pool = torch.load(pool_path, weights_only=False)
+    comp = Components(
+        vae=AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32).to(device).eval(),
+        text_encoder=mc.build_text_encoder(arch),
+        tokenizer=CLIPTokenizer.from_pretrained(model, subfolder="tokenizer"),
+        unet=mc.build_unet(arch),
+        noise_scheduler=mc.build_scheduler(arch),
+        resolution=128,
+    )
+    plain_unet = comp.unet
+    cfg = TrainConfig(output=str(out / name), work_dir=str(out / "work" / name), steps=steps, batch_size=batch,
+                      checkpoint_every=every, device=device, resume=False, threads=1,
+                      high_noise_share=train_over.get("high_noise_share", arch.high_noise_share),
+                      pyramid_noise=train_over.get("pyramid_noise", arch.pyramid_noise))
+    Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
+    cases = held_out_cases()
+    t0 = time.time()
+    grid_path = out / f"{name}.png"
+
+    def evaluate(step: int, ema) -> None:
+        unet, te = copy.deepcopy(plain_unet).eval(), copy.deepcopy(comp.text_encoder).eval()
+        with torch.no_grad():
+            for p, s in zip(list(unet.parameters()) + list(te.parameters()), ema.shadow):
+                p.copy_(s)
+        pipe = StableDiffusionPipeline(vae=comp.vae, text_encoder=te, tokenizer=comp.tokenizer, unet=unet,
+                                       scheduler=DPMSolverMultistepScheduler.from_config(mc.scheduler_config(arch.schedule)),
+                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        prompts = [c.prompt for c in cases] * (1 if smoke else 2)
+        gens = [torch.Generator(device).manual_seed(i) for i in range(len(prompts))]
+        with torch.no_grad():
+            images = pipe(prompts, num_inference_steps=20, guidance_scale=5.0, generator=gens, height=128, width=128).images
+        hits = dict(colour=0, shape=0, position=0, background=0)
+        per_shape = {}
+        for i, img in enumerate(images):
+            case, got = cases[i % len(cases)], analyse(img)
+            for k in hits:
+                hits[k] += int(getattr(got, k) == getattr(case, k))
+            per_shape.setdefault(case.shape, 0)
+            per_shape[case.shape] += int(got.shape == case.shape)
+        row = dict(recipe=name, step=step, steps=steps, batch=batch, seconds=round(time.time() - t0),
+                   **{k: round(v / len(images), 3) for k, v in hits.items()}, shape_hits=per_shape)
+        print(json.dumps(row), flush=True)
+        with open(out / f"{name}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        from PIL import Image
+
+        sheet = Image.new("RGB", (10 * 128, 3 * 128))
+        for i, img in enumerate(images[:30]):
+            sheet.paste(img, ((i % 10) * 128, (i // 10) * 128))
+        sheet.save(grid_path)
+        if time.time() > deadline:
+            raise _Stop
+
+    try:
+        train_denoiser(cfg, comp, pool, Path(cfg.work_dir), on_checkpoint=evaluate)
+    except _Stop:
+        print(f"[{name}] stopped at the deadline", flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", default="models/Stable-diffusion/demo-shapes", help="its VAE and tokenizer are used")
+    p.add_argument("--recipes", default=DEFAULT)
+    p.add_argument("--deadline", type=float, default=420, help="seconds after start: recipes stop at their next evaluation")
+    p.add_argument("--pool-size", type=int, default=20000)
+    p.add_argument("--smoke", action="store_true", help="CPU check of this script: 4 steps, a small pool")
+    p.add_argument("--one", default="", help=argparse.SUPPRESS)
+    p.add_argument("--pool", default="", help=argparse.SUPPRESS)
+    p.add_argument("--deadline-at", type=float, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = Path(args.out)
+    if args.one:
+        run_one(args.one, args.model, Path(args.pool), out, args.deadline_at, args.smoke)
+        return 0
+
+    start = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "demo-recipes"
+    work.mkdir(parents=True, exist_ok=True)
+    pool_path = work / "pool.pt"
+    build_pool(args.model, 64 if args.smoke else args.pool_size, max(1, (os.cpu_count() or 2) - 2), pool_path,
+               "cpu" if args.smoke else "cuda")
+    print(f"pool built in {time.time() - start:.0f}s", flush=True)
+    procs = {}
+    for name in args.recipes.split(","):
+        cmd = [sys.executable, __file__, "--out", str(work), "--model", args.model, "--one", name, "--pool", str(pool_path),
+               "--deadline-at", str(start + args.deadline)] + (["--smoke"] if args.smoke else [])
+        log = open(work / f"{name}.log", "w")
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+    hard = start + args.deadline + 90
+    while any(p.poll() is None for p, _ in procs.values()) and time.time() < hard:
+        time.sleep(2)
+    for name, (proc, log) in procs.items():
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for name in procs:
+            part = work / f"{name}.jsonl"
+            if part.is_file():
+                f.write(part.read_text(encoding="utf-8"))
+    with tarfile.open(out / "grids.tar", "w") as tar:
+        for name in procs:
+            if (work / f"{name}.png").is_file():
+                tar.add(work / f"{name}.png", arcname=f"{name}.png")
+    with tarfile.open(out / "logs.tar", "w") as tar:
+        for name in procs:
+            tar.add(work / f"{name}.log", arcname=f"{name}.log")
+    print((out / "results.jsonl").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
