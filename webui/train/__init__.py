@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from-scratch recipe: demo (the shipped model), position (follows position words, blobby shapes), test")
     p.add_argument("--resolution", type=int, default=0, help="image side (0: native)")
     p.add_argument("--steps", type=int, default=0, help="optimizer steps of the UNet stage (0: the preset's, 4000 fine-tuning)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=0, help="images per optimizer step (0: the preset's, 32 fine-tuning)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)

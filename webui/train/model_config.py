@@ -43,9 +43,10 @@ class TinySDConfig:
     high_noise_share: float = 0.0  # share of training timesteps drawn from the noisiest tenth
     pyramid_noise: float = 0.0  # multi-resolution training noise discount (0: plain Gaussian)
     steps: int = 4000  # default optimizer steps of the UNet stage
+    batch_size: int = 32  # default images per optimizer step of the UNet stage
 
 
-DEMO = TinySDConfig()
+DEMO = TinySDConfig(steps=10000, batch_size=16)  # 10,000 steps of 16 images: about 48 minutes on 2 CPU cores
 POSITION = TinySDConfig(
     unet_channels=(64, 96, 128, 128),  # 16 -> 8 -> 4 -> 2: the 2x2 bottleneck knows left from right
     unet_attention=(False, True, True, True),  # none at 16x16 (keeps the weights under 25 MB)

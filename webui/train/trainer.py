@@ -46,7 +46,7 @@ class TrainConfig:
     preset: str = "demo"  # TinySDConfig preset for from-scratch training ("demo", "position", "test")
     resolution: int = 0  # 0 -> the preset's / base model's native resolution
     steps: int = 0  # optimizer steps of the UNet stage; 0 -> the preset's (4000 when fine-tuning)
-    batch_size: int = 32
+    batch_size: int = 0  # images per optimizer step; 0 -> the preset's (32 when fine-tuning)
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
     warmup: int = 100  # linear warm-up steps, then cosine decay to 10%
@@ -531,14 +531,15 @@ def save_lora(comp: Components, out: Path) -> Path:
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
-    """Fill the settings left to the preset: UNet steps and the high-noise timestep share."""
+    """Fill the settings left to the preset: UNet steps, batch size, high-noise timestep share, pyramid noise."""
     from dataclasses import replace
 
     arch = None if cfg.base_model else model_config.preset(cfg.preset)
     steps = cfg.steps or (arch.steps if arch else 4000)
+    batch = cfg.batch_size or (arch.batch_size if arch else 32)
     share = cfg.high_noise_share if cfg.high_noise_share >= 0 else (arch.high_noise_share if arch else 0.0)
     pyramid = cfg.pyramid_noise if cfg.pyramid_noise >= 0 else (arch.pyramid_noise if arch else 0.0)
-    return replace(cfg, steps=steps, high_noise_share=share, pyramid_noise=pyramid)
+    return replace(cfg, steps=steps, batch_size=batch, high_noise_share=share, pyramid_noise=pyramid)
 
 
 def train(cfg: TrainConfig) -> Path:
