@@ -271,7 +271,7 @@ def test_pyramid_noise_hides_the_layout_but_stays_unit_gaussian_noise():
     assert halves(pyramid_noise(shape, 0.9, torch.Generator().manual_seed(3))) > halves(noise)
 
 
-def test_train_device_is_checked_first_and_checkpoints_call_back(tmp_path, monkeypatch):
+def test_train_device_is_checked_first_and_checkpoints_call_back(tmp_path):
     import torch
 
     from webui.train import trainer

@@ -395,7 +395,6 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
     sched = comp.noise_scheduler
     alphas = sched.alphas_cumprod.float()
     snr = alphas / (1 - alphas)
-    root_a, root_1ma = alphas**0.5, (1 - alphas) ** 0.5  # as the scheduler's add_noise computes them
     empty_ids = comp.tokenizer(
         [""], padding="max_length", max_length=comp.tokenizer.model_max_length, return_tensors="pt"
     ).input_ids[0]
@@ -439,9 +438,8 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
             ids[drop] = empty_ids
             noise = pyramid_noise(tuple(latents.shape), cfg.pyramid_noise, gen)
             t = sample_timesteps(sched.config.num_train_timesteps, micro, cfg.high_noise_share, gen)
-            a, s = root_a[t].view(-1, 1, 1, 1), root_1ma[t].view(-1, 1, 1, 1)
-            noisy = a * latents + s * noise  # the scheduler's add_noise
-            target = a * noise - s * latents if v_pred else noise  # its get_velocity
+            noisy = sched.add_noise(latents, noise, t)  # on the CPU, then moved with the rest of the batch
+            target = sched.get_velocity(latents, noise, t) if v_pred else noise
             weight = loss_weight(snr[t], cfg.min_snr_gamma, v_pred)
             noisy, target, weight, t, ids = (x.to(device) for x in (noisy, target, weight, t, ids))
             with torch.set_grad_enabled(train_te):
