@@ -14,9 +14,11 @@ with the ``train`` command and scored with ``python -m webui.train.evaluate``.
 Measured on one H200 (2026-11-26): the pool takes 24 s; with 8 recipes at once each trains at about
 8.7 steps/s (eager PyTorch: these UNets are too small to fill the GPU, so the step rate is bound by
 kernel launches), so a 10,000-step recipe needs about 20 minutes. Run fewer recipes at once, or
-raise ``--deadline``, to finish them.
+raise ``--deadline``, to finish them, or train every recipe a shorter proxy with ``--steps``
+(its learning-rate schedule then ends at that step). With 6 recipes and ``--steps 4000`` each ran at
+10-12 steps/s (evaluations included) and finished in 6-7 minutes (second sweep, docs/demo-model.md).
 
-    python benchmarks/demo_recipes.py --out DIR [--recipes a,b] [--deadline 420]
+    python benchmarks/demo_recipes.py --out DIR [--recipes a,b] [--deadline 420] [--steps 4000]
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ RECIPES = {
     "r7-sd-b16": ("demo", R7, "r7", 16, dict(high_noise_share=0.25)),
     "r7-pyr-b32": ("demo", R7, "r7", 32, dict(pyramid_noise=0.8, high_noise_share=0.25)),  # run 10 (CPU)
     "r7-pyr9-b16": ("demo", R7, "r7", 16, dict(pyramid_noise=0.9, high_noise_share=0.25)),
+    "demo-ltsnr-b16": ("demo", LTSNR, "demo", 16, dict(high_noise_share=0.25)),
+    "demo-ltsnr50-b16": ("demo", LTSNR, "demo", 16, dict(high_noise_share=0.5)),
+    "demo-attn3-ltsnr-b16": ("demo", dict(unet_attention=(True, True, True), **LTSNR), "demo", 16, dict(high_noise_share=0.25)),
+    "pos-b16": ("position", {}, "position", 16, {}),
 }
 DEFAULT = "demo-b16,demo-pyr-b16,pos-pyr-b16,r7-ltsnr-b16,r7-ltsnr-b32,r7-pyr-b16,r7-sd-b16,r7-pyr9-b16"
 
@@ -98,7 +104,7 @@ class _Stop(Exception):
     pass
 
 
-def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, smoke: bool) -> None:
+def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, smoke: bool, fixed_steps: int = 0) -> None:
     import copy
     from dataclasses import replace
 
@@ -112,7 +118,7 @@ def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, 
 
     base, arch_over, key, batch, train_over = RECIPES[name]
     arch = replace(mc.preset(base), **arch_over)
-    steps = int(BUDGET_S / CPU_SECONDS_PER_STEP[(key, batch)]) // 100 * 100
+    steps = fixed_steps or int(BUDGET_S / CPU_SECONDS_PER_STEP[(key, batch)]) // 100 * 100
     every = max(500, steps // 5 // 100 * 100)
     device = "cpu" if smoke else "cuda"
     if smoke:
@@ -187,6 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--deadline", type=float, default=420, help="seconds after start: recipes stop at their next evaluation")
     p.add_argument("--pool-size", type=int, default=20000)
     p.add_argument("--smoke", action="store_true", help="CPU check of this script: 4 steps, a small pool")
+    p.add_argument("--steps", type=int, default=0, help="train every recipe this many steps (a shorter proxy; 0: the CPU budget's)")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)
     p.add_argument("--pool", default="", help=argparse.SUPPRESS)
     p.add_argument("--deadline-at", type=float, default=0, help=argparse.SUPPRESS)
@@ -194,7 +201,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out)
     if args.one:
-        run_one(args.one, args.model, Path(args.pool), out, args.deadline_at, args.smoke)
+        run_one(args.one, args.model, Path(args.pool), out, args.deadline_at, args.smoke, args.steps)
         return 0
 
     start = time.time()
@@ -208,7 +215,7 @@ def main(argv=None) -> int:
     procs = {}
     for name in args.recipes.split(","):
         cmd = [sys.executable, __file__, "--out", str(work), "--model", args.model, "--one", name, "--pool", str(pool_path),
-               "--deadline-at", str(start + args.deadline)] + (["--smoke"] if args.smoke else [])
+               "--deadline-at", str(start + args.deadline), "--steps", str(args.steps)] + (["--smoke"] if args.smoke else [])
         log = open(work / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
     hard = start + args.deadline + 90
