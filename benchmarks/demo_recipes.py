@@ -62,32 +62,40 @@ RECIPES = {
 DEFAULT = "demo-b16,demo-pyr-b16,pos-pyr-b16,r7-ltsnr-b16,r7-ltsnr-b32,r7-pyr-b16,r7-sd-b16,r7-pyr9-b16"
 
 
-def build_pool(model: str, n: int, workers: int, path: Path, device: str) -> None:
-    """The trainer's latent pool (same scenes: ``ShapesData(seed=0)``), drawn in parallel, encoded on the GPU."""
-    import numpy as np
-    import torch
+def build_pool(model: str, n: int, workers: int, work: Path, device: str) -> Path:
+    """The trainer's latent pool (``trainer.build_pool``: same scenes, ``ShapesData(seed=0)``), its
+    scenes drawn in parallel first, encoded with the VAE on ``device``. Returns its file in ``work``."""
     from multiprocessing import Pool
 
+    import numpy as np
+    import torch
     from diffusers import AutoencoderKL
     from transformers import CLIPTokenizer
+
+    from webui.train.trainer import Components, TrainConfig, build_pool as trainer_pool
 
     chunks = [(s, min(n, s + 500)) for s in range(0, n, 500)]
     with Pool(workers) as pool:
         parts = pool.map(_draw, chunks)
-    images = np.concatenate([p[0] for p in parts])
-    captions = [c for p in parts for c in p[1]]
-    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
-    means, stds = [], []
-    with torch.no_grad():
-        for s in range(0, n, 500):
-            x = torch.from_numpy(images[s : s + 500]).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
-            dist = vae.encode(x).latent_dist
-            means.append(dist.mean.half().cpu())
-            stds.append(dist.std.half().cpu())
-    tok = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
-    ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-    torch.save({"mean": torch.cat(means), "std": torch.cat(stds), "ids": ids,
-                "scaling_factor": vae.config.scaling_factor}, path)
+    scenes = _Drawn(np.concatenate([p[0] for p in parts]), [c for p in parts for c in p[1]])
+    comp = Components(
+        vae=AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32).to(device).eval(),
+        text_encoder=None, tokenizer=CLIPTokenizer.from_pretrained(model, subfolder="tokenizer"),
+        unet=None, noise_scheduler=None, resolution=128,
+    )
+    cfg = TrainConfig(output="", pool_size=n, seed=0, resume=False)
+    trainer_pool(cfg, comp, scenes, work, set_scale=False)
+    return work / "latents.pt"
+
+
+class _Drawn:
+    """Scenes drawn ahead of time, served as the trainer's data source (``item(i)`` -> (image, caption))."""
+
+    def __init__(self, images, captions):
+        self.images, self.captions = images, captions
+
+    def item(self, i):
+        return self.images[i], self.captions[i]
 
 
 def _draw(bounds):
@@ -208,8 +216,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "demo-recipes"
     work.mkdir(parents=True, exist_ok=True)
-    pool_path = work / "pool.pt"
-    build_pool(args.model, 64 if args.smoke else args.pool_size, max(1, (os.cpu_count() or 2) - 2), pool_path,
+    pool_path = build_pool(args.model, 64 if args.smoke else args.pool_size, max(1, (os.cpu_count() or 2) - 2), work,
                "cpu" if args.smoke else "cuda")
     print(f"pool built in {time.time() - start:.0f}s", flush=True)
     procs = {}

@@ -281,10 +281,10 @@ def build_pool(cfg: TrainConfig, comp: Components, data, work: Path, set_scale: 
     bar = _progress(n, 0, "encode")
     for start in range(0, n, 64):
         items = [data.item(i) for i in range(start, min(n, start + 64))]
-        x = torch.stack([to_tensor(np.ascontiguousarray(img)) for img, _ in items])
+        x = torch.stack([to_tensor(np.ascontiguousarray(img)) for img, _ in items]).to(vae.device)
         dist = vae.encode(x).latent_dist
-        means.append(dist.mean.half())
-        stds.append(dist.std.half())
+        means.append(dist.mean.half().cpu())
+        stds.append(dist.std.half().cpu())
         captions += [c for _, c in items]
         bar.update(len(items))
     bar.close()
