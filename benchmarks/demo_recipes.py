@@ -5,7 +5,7 @@ compared on a GPU: each trains in its own process with the trainer's own loop
 (``train_denoiser``) on the same latent pool, with the step count that fits about 50 minutes of
 its UNet on 2 CPU cores (measured per architecture and batch size, see ``CPU_SECONDS_PER_STEP``).
 At fixed steps its EMA weights are scored on the held-out prompts by the evaluation's checker
-(``webui.train.evaluate.analyse``), each held-out prompt with 2 seeds (60 images).
+(``webui.train.evaluate.score_cases``), each held-out prompt with 2 seeds (60 images).
 
 Results: ``OUT/results.jsonl`` (one line per evaluation), ``OUT/grids.tar`` (the last images of each
 recipe), ``OUT/logs.tar``. The GPU only ranks recipes; the model that ships is trained on the CPU
@@ -121,7 +121,7 @@ def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, 
     from transformers import CLIPTokenizer
 
     from webui.train import model_config as mc
-    from webui.train.evaluate import analyse, held_out_cases
+    from webui.train.evaluate import CHECKS, held_out_cases, score_cases
     from webui.train.trainer import Components, TrainConfig, train_denoiser
 
     base, arch_over, key, batch, train_over = RECIPES[name]
@@ -165,16 +165,9 @@ def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, 
         gens = [torch.Generator(device).manual_seed(i) for i in range(len(prompts))]
         with torch.no_grad():
             images = pipe(prompts, num_inference_steps=20, guidance_scale=5.0, generator=gens, height=128, width=128).images
-        hits = dict(colour=0, shape=0, position=0, background=0)
-        per_shape = {}
-        for i, img in enumerate(images):
-            case, got = cases[i % len(cases)], analyse(img)
-            for k in hits:
-                hits[k] += int(getattr(got, k) == getattr(case, k))
-            per_shape.setdefault(case.shape, 0)
-            per_shape[case.shape] += int(got.shape == case.shape)
+        scores, _ = score_cases([cases[i % len(cases)] for i in range(len(images))], images)
         row = dict(recipe=name, step=step, steps=steps, batch=batch, seconds=round(time.time() - t0),
-                   **{k: round(v / len(images), 3) for k, v in hits.items()}, shape_hits=per_shape)
+                   **{k: round(scores[k], 3) for k in CHECKS}, shape_hits=scores["shape_hits"])
         print(json.dumps(row), flush=True)
         with open(out / f"{name}.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

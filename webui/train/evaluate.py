@@ -142,6 +142,20 @@ def load_pipeline(model: str):
     return pipe
 
 
+CHECKS = ("colour", "shape", "position", "background")
+
+
+def score_cases(cases: list, images: list) -> tuple[dict, list]:
+    """Check each image against its case: the share right per check (``CHECKS``), right shapes per
+    asked shape (``shape_hits``), and each image's ``Analysis``."""
+    got = [analyse(img) for img in images]
+    scores = {k: sum(getattr(a, k) == getattr(c, k) for c, a in zip(cases, got)) / len(cases) for k in CHECKS}
+    per_shape: dict = {}
+    for c, a in zip(cases, got):
+        per_shape[c.shape] = per_shape.get(c.shape, 0) + int(a.shape == c.shape)
+    return {**scores, "shape_hits": per_shape}, got
+
+
 def evaluate(model: str, steps: int = 20, guidance: float = 5.0, seed: int = 0, threads: int = 2, grid: str = "") -> dict:
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
@@ -150,20 +164,17 @@ def evaluate(model: str, steps: int = 20, guidance: float = 5.0, seed: int = 0, 
     torch.set_num_threads(threads)
     pipe = load_pipeline(model)
     res = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    hits = {"colour": 0, "shape": 0, "position": 0, "background": 0}
-    rows, images = [], []
     t0 = time.time()
     cases = held_out_cases()
+    outs = []
     for i, case in enumerate(cases):
         g = torch.Generator().manual_seed(seed + i)
-        img = pipe(case.prompt, num_inference_steps=steps, guidance_scale=guidance, generator=g, height=res, width=res).images[0]
-        a = analyse(img)
-        for key in hits:
-            hits[key] += int(getattr(a, key) == getattr(case, key))
-        rows.append({"prompt": case.prompt, **{f"got_{k}": v for k, v in asdict(a).items()}})
-        images.append((case.prompt, img))
+        outs.append(pipe(case.prompt, num_inference_steps=steps, guidance_scale=guidance, generator=g, height=res, width=res).images[0])
+    scores, got = score_cases(cases, outs)
+    rows = [{"prompt": c.prompt, **{f"got_{k}": v for k, v in asdict(a).items()}} for c, a in zip(cases, got)]
+    images = [(c.prompt, img) for c, img in zip(cases, outs)]
     n = len(cases)
-    result = {k: hits[k] / n for k in hits}
+    result = {k: scores[k] for k in CHECKS}
     result["n"] = n
     result["seconds_per_image"] = (time.time() - t0) / n
 
