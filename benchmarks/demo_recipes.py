@@ -216,6 +216,7 @@ def main(argv=None) -> int:
     for name in args.recipes.split(","):
         cmd = [sys.executable, __file__, "--out", str(work), "--model", args.model, "--one", name, "--pool", str(pool_path),
                "--deadline-at", str(start + args.deadline), "--steps", str(args.steps)] + (["--smoke"] if args.smoke else [])
+        (work / f"{name}.jsonl").unlink(missing_ok=True)  # results of an earlier sweep in the same folder
         log = open(work / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
     hard = start + args.deadline + 90
