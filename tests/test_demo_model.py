@@ -295,3 +295,43 @@ def test_train_device_is_checked_first_and_checkpoints_call_back(tmp_path):
     n = len(list(comp.unet.parameters())) + len(list(comp.text_encoder.parameters()))
     assert seen == [(2, n), (4, n)]
     assert next(comp.unet.parameters()).device.type == "cpu"
+
+
+def test_high_noise_phase_weighs_the_noisiest_steps_from_its_first_step(tmp_path, monkeypatch):
+    import torch
+
+    from webui.train import model_config, trainer
+    from webui.train.trainer import TrainConfig, load_components, loss_weight, train_denoiser
+
+    # epsilon + min-SNR: the x0 error of SD's noisiest step weighs its SNR (0.005); the floor lifts it
+    # to 1 (an epsilon weight of 1 / SNR) and leaves the low-noise steps' min-SNR weight alone
+    sched = model_config.build_scheduler(model_config.DEMO)
+    a = sched.alphas_cumprod.float()
+    snr = a / (1 - a)
+    last, low = snr[-1:], torch.tensor([10.0])
+    assert float(loss_weight(last, 5.0, False)) == pytest.approx(1.0)
+    assert float(loss_weight(last, 5.0, False, 1.0)) == pytest.approx(1.0 / float(snr[-1]), rel=1e-5)
+    assert 1.0 / float(snr[-1]) > 100
+    assert float(loss_weight(low, 5.0, False, 1.0)) == pytest.approx(0.5) == float(loss_weight(low, 5.0, False))
+    assert float(loss_weight(last, 5.0, True, 1.0)) == pytest.approx(2.0 / (float(snr[-1]) + 1))
+
+    demo = trainer.resolve_defaults(TrainConfig(output="o", preset="demo"))  # the shipped recipe: no high-noise phase
+    assert (demo.high_noise_share, demo.high_noise_weight, demo.high_noise_from) == (0.0, 0.0, 0) and demo.steps == 10000
+    asked = trainer.resolve_defaults(TrainConfig(output="o", preset="demo", high_noise_weight=1.0, high_noise_from=6500))
+    assert (asked.high_noise_weight, asked.high_noise_from) == (1.0, 6500)
+    tune = trainer.resolve_defaults(TrainConfig(output="o", base_model="m"))
+    assert (tune.high_noise_share, tune.high_noise_weight, tune.high_noise_from) == (0.0, 0.0, 0)
+
+    seen = []
+    real_times, real_weight = trainer.sample_timesteps, trainer.loss_weight
+    monkeypatch.setattr(trainer, "sample_timesteps", lambda num, n, share, gen: (seen.append(("share", share)), real_times(num, n, share, gen))[1])
+    monkeypatch.setattr(trainer, "loss_weight", lambda s, g, v, floor=0.0: (seen.append(("floor", floor)), real_weight(s, g, v, floor))[1])
+    cfg = trainer.resolve_defaults(TrainConfig(output=str(tmp_path / "o"), work_dir=str(tmp_path / "w"), preset="test", steps=4,
+                                               batch_size=2, checkpoint_every=4, device="cpu", high_noise_share=0.5,
+                                               high_noise_weight=1.0, high_noise_from=2))
+    comp = load_components(cfg)
+    ids = comp.tokenizer(["a red circle on the left"] * 4, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    pool = {"mean": torch.randn(4, 4, 4, 4).half(), "std": torch.full((4, 4, 4, 4), 0.1).half(), "ids": ids, "scaling_factor": 1.0}
+    train_denoiser(cfg, comp, pool, tmp_path)
+    assert [v for k, v in seen if k == "share"] == [0.0, 0.0, 0.5, 0.5]
+    assert [v for k, v in seen if k == "floor"] == [0.0, 0.0, 1.0, 1.0]

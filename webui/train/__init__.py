@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-text-encoder", action="store_true", help="keep the text encoder frozen")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="empty-caption probability (for CFG)")
     p.add_argument("--min-snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0: off)")
+    p.add_argument("--high-noise-weight", type=float, default=-1.0,
+                   help="lowest x0-error weight of a timestep, e.g. 1: makes epsilon models learn position words "
+                        "(0: off; default: the preset's, 0 when fine-tuning)")
+    p.add_argument("--high-noise-from", type=int, default=-1,
+                   help="UNet step from which --high-noise-share and --high-noise-weight apply (default: the preset's, 0 when fine-tuning)")
     p.add_argument("--high-noise-share", type=float, default=-1.0,
                    help="share of timesteps drawn from the noisiest 10%% (default: the preset's, 0 when fine-tuning)")
     p.add_argument("--pyramid-noise", type=float, default=-1.0,
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         train_text_encoder=not args.no_text_encoder,
         cond_dropout=args.cond_dropout,
         min_snr_gamma=args.min_snr_gamma,
+        high_noise_weight=args.high_noise_weight,
+        high_noise_from=args.high_noise_from,
         high_noise_share=args.high_noise_share,
         pyramid_noise=args.pyramid_noise,
         pool_size=args.pool_size,

@@ -41,6 +41,8 @@ class TinySDConfig:
     text_intermediate: int = 256
     schedule: str = "sd1"  # "sd1" (SD 1.x, epsilon) or "low-terminal-snr" (v-prediction)
     high_noise_share: float = 0.0  # share of training timesteps drawn from the noisiest tenth
+    high_noise_weight: float = 0.0  # lowest x0-error weight of a training timestep (trainer.loss_weight)
+    high_noise_from: int = 0  # UNet step from which the two settings above apply
     pyramid_noise: float = 0.0  # multi-resolution training noise discount (0: plain Gaussian)
     steps: int = 4000  # default optimizer steps of the UNet stage
     batch_size: int = 32  # default images per optimizer step of the UNet stage

@@ -56,6 +56,8 @@ class TrainConfig:
     train_text_encoder: bool = True  # ignored with LoRA
     cond_dropout: float = 0.1  # empty caption probability (classifier-free guidance)
     min_snr_gamma: float = 5.0  # 0 -> plain MSE
+    high_noise_weight: float = -1.0  # floor of the x0-error weight (see loss_weight); 0 -> off; < 0 -> the preset's (0 fine-tuning)
+    high_noise_from: int = -1  # optimizer step from which the share and weight above apply; < 0 -> the preset's (0 fine-tuning)
     high_noise_share: float = -1.0  # share of timesteps from the noisiest 10 %; < 0 -> the preset's (0 fine-tuning)
     pyramid_noise: float = -1.0  # multi-resolution noise discount (0: plain Gaussian); < 0 -> the preset's (0 fine-tuning)
     pool_size: int = 20000  # training images whose latents are cached
@@ -306,17 +308,24 @@ def build_pool(cfg: TrainConfig, comp: Components, data, work: Path, set_scale: 
 # ----------------------------------------------------------------------------------------------
 
 
-def loss_weight(snr: torch.Tensor, gamma: float, v_pred: bool) -> torch.Tensor:
+def loss_weight(snr: torch.Tensor, gamma: float, v_pred: bool, floor: float = 0.0) -> torch.Tensor:
     """Per-sample weight of the MSE, from the signal-to-noise ratio of each sample's timestep.
 
     Written as the weight the loss puts on the x0 error: epsilon MSE = SNR * x0 MSE and
     v MSE = (SNR + 1) * x0 MSE. epsilon (fine-tuning SD 1.x): min-SNR, x0 weight min(SNR, gamma).
     v (SD 2.x-style models): x0 weight min(SNR, gamma) + 1, so the high-noise steps, where the layout
     is decided, keep full weight while the low-noise ones are capped. gamma 0: plain MSE.
+
+    ``floor`` > 0 raises the x0 weight of the noisy steps to at least ``floor``. With epsilon and
+    min-SNR the x0 error of SD's noisiest step (SNR 0.005) weighs 0.005: the loss barely asks where
+    the shape goes, so position words are never learned. With a floor of 0.5 it weighs 0.5 (an
+    epsilon weight of about 100 there), while the low-noise steps keep their min-SNR weight.
     """
-    if gamma <= 0:
+    if gamma <= 0 and floor <= 0:
         return torch.ones_like(snr)
-    capped = torch.clamp(snr, max=gamma)
+    capped = torch.clamp(snr, max=gamma) if gamma > 0 else snr
+    if floor > 0:
+        capped = torch.clamp(capped, min=floor)
     return (capped + 1) / (snr + 1) if v_pred else capped / snr
 
 
@@ -437,10 +446,12 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
             drop = torch.rand(micro, generator=gen) < cfg.cond_dropout
             ids[drop] = empty_ids
             noise = pyramid_noise(tuple(latents.shape), cfg.pyramid_noise, gen)
-            t = sample_timesteps(sched.config.num_train_timesteps, micro, cfg.high_noise_share, gen)
+            late = step >= cfg.high_noise_from  # the position phase (from the start unless a preset says)
+            share, floor = (cfg.high_noise_share, cfg.high_noise_weight) if late else (0.0, 0.0)
+            t = sample_timesteps(sched.config.num_train_timesteps, micro, share, gen)
             noisy = sched.add_noise(latents, noise, t)  # on the CPU, then moved with the rest of the batch
             target = sched.get_velocity(latents, noise, t) if v_pred else noise
-            weight = loss_weight(snr[t], cfg.min_snr_gamma, v_pred)
+            weight = loss_weight(snr[t], cfg.min_snr_gamma, v_pred, floor)
             noisy, target, weight, t, ids = (x.to(device) for x in (noisy, target, weight, t, ids))
             with torch.set_grad_enabled(train_te):
                 cond = te(ids)[0]
@@ -529,15 +540,21 @@ def save_lora(comp: Components, out: Path) -> Path:
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
-    """Fill the settings left to the preset: UNet steps, batch size, high-noise timestep share, pyramid noise."""
+    """Fill the settings left to the preset: UNet steps, batch size, the high-noise phase (timestep
+    share, x0 weight floor, first step), pyramid noise."""
     from dataclasses import replace
 
     arch = None if cfg.base_model else model_config.preset(cfg.preset)
     steps = cfg.steps or (arch.steps if arch else 4000)
     batch = cfg.batch_size or (arch.batch_size if arch else 32)
     share = cfg.high_noise_share if cfg.high_noise_share >= 0 else (arch.high_noise_share if arch else 0.0)
+    weight = cfg.high_noise_weight if cfg.high_noise_weight >= 0 else (arch.high_noise_weight if arch else 0.0)
+    start = cfg.high_noise_from if cfg.high_noise_from >= 0 else (arch.high_noise_from if arch else 0)
     pyramid = cfg.pyramid_noise if cfg.pyramid_noise >= 0 else (arch.pyramid_noise if arch else 0.0)
-    return replace(cfg, steps=steps, batch_size=batch, high_noise_share=share, pyramid_noise=pyramid)
+    return replace(
+        cfg, steps=steps, batch_size=batch, high_noise_share=share, high_noise_weight=weight, high_noise_from=start,
+        pyramid_noise=pyramid,
+    )
 
 
 def train(cfg: TrainConfig) -> Path:
