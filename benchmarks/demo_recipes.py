@@ -122,7 +122,7 @@ def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, 
 
     from webui.train import model_config as mc
     from webui.train.evaluate import CHECKS, held_out_cases, score_cases
-    from webui.train.trainer import Components, TrainConfig, train_denoiser
+    from webui.train.trainer import PRESET_RECIPE, Components, TrainConfig, train_denoiser
 
     base, arch_over, key, batch, train_over = RECIPES[name]
     arch = replace(mc.preset(base), **arch_over)
@@ -145,8 +145,7 @@ def run_one(name: str, model: str, pool_path: Path, out: Path, deadline: float, 
     plain_unet = comp.unet
     cfg = TrainConfig(output=str(out / name), work_dir=str(out / "work" / name), steps=steps, batch_size=batch,
                       checkpoint_every=every, device=device, resume=False, threads=1,
-                      high_noise_share=train_over.get("high_noise_share", arch.high_noise_share),
-                      pyramid_noise=train_over.get("pyramid_noise", arch.pyramid_noise))
+                      **{k: train_over.get(k, getattr(arch, k)) for k in PRESET_RECIPE})
     Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
     cases = held_out_cases()
     t0 = time.time()

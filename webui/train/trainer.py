@@ -435,6 +435,8 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
     for step in range(start, cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
+        late = step >= cfg.high_noise_from  # the high-noise phase (from the start unless a preset says)
+        share, floor = (cfg.high_noise_share, cfg.high_noise_weight) if late else (0.0, 0.0)
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for m in range(cfg.grad_accum):
@@ -446,8 +448,6 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
             drop = torch.rand(micro, generator=gen) < cfg.cond_dropout
             ids[drop] = empty_ids
             noise = pyramid_noise(tuple(latents.shape), cfg.pyramid_noise, gen)
-            late = step >= cfg.high_noise_from  # the position phase (from the start unless a preset says)
-            share, floor = (cfg.high_noise_share, cfg.high_noise_weight) if late else (0.0, 0.0)
             t = sample_timesteps(sched.config.num_train_timesteps, micro, share, gen)
             noisy = sched.add_noise(latents, noise, t)  # on the CPU, then moved with the rest of the batch
             target = sched.get_velocity(latents, noise, t) if v_pred else noise
@@ -539,6 +539,9 @@ def save_lora(comp: Components, out: Path) -> Path:
     return out / "pytorch_lora_weights.safetensors"
 
 
+PRESET_RECIPE = ("high_noise_share", "high_noise_weight", "high_noise_from", "pyramid_noise")  # TrainConfig and TinySDConfig fields
+
+
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     """Fill the settings left to the preset: UNet steps, batch size, the high-noise phase (timestep
     share, x0 weight floor, first step), pyramid noise."""
@@ -547,14 +550,9 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     arch = None if cfg.base_model else model_config.preset(cfg.preset)
     steps = cfg.steps or (arch.steps if arch else 4000)
     batch = cfg.batch_size or (arch.batch_size if arch else 32)
-    share = cfg.high_noise_share if cfg.high_noise_share >= 0 else (arch.high_noise_share if arch else 0.0)
-    weight = cfg.high_noise_weight if cfg.high_noise_weight >= 0 else (arch.high_noise_weight if arch else 0.0)
-    start = cfg.high_noise_from if cfg.high_noise_from >= 0 else (arch.high_noise_from if arch else 0)
-    pyramid = cfg.pyramid_noise if cfg.pyramid_noise >= 0 else (arch.pyramid_noise if arch else 0.0)
-    return replace(
-        cfg, steps=steps, batch_size=batch, high_noise_share=share, high_noise_weight=weight, high_noise_from=start,
-        pyramid_noise=pyramid,
-    )
+    # < 0 means "the preset's"; fine-tuning has no preset, and all of these are off (0) there
+    left = {name: getattr(arch, name) if arch else 0 for name in PRESET_RECIPE if getattr(cfg, name) < 0}
+    return replace(cfg, steps=steps, batch_size=batch, **left)
 
 
 def train(cfg: TrainConfig) -> Path:
