@@ -335,3 +335,86 @@ def test_high_noise_phase_weighs_the_noisiest_steps_from_its_first_step(tmp_path
     train_denoiser(cfg, comp, pool, tmp_path)
     assert [v for k, v in seen if k == "share"] == [0.0, 0.0, 0.5, 0.5]
     assert [v for k, v in seen if k == "floor"] == [0.0, 0.0, 1.0, 1.0]
+
+
+def _tiny_pool(comp, n=4):
+    import torch
+
+    ids = comp.tokenizer(["a red circle on the left"] * n, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    return {"mean": torch.randn(n, 4, 4, 4, generator=torch.Generator().manual_seed(1)).half(),
+            "std": torch.full((n, 4, 4, 4), 0.1).half(), "ids": ids, "scaling_factor": 1.0}
+
+
+def test_restarting_high_noise_phase_fine_tunes_the_ema_weights_and_resumes_exactly(tmp_path, monkeypatch, capsys):
+    """A second phase of its own: own learning-rate schedule and batch size, fresh optimizer from the
+    EMA weights, frozen text encoder; interrupted inside it, a resumed run ends with the same weights."""
+    import torch
+
+    from webui.train import trainer
+    from webui.train.trainer import TrainConfig, load_components, lr_at, train_denoiser
+
+    cfg = trainer.resolve_defaults(TrainConfig(
+        output=str(tmp_path / "o"), work_dir=str(tmp_path / "w"), preset="test", steps=4, batch_size=2, warmup=1,
+        lr=1e-2, checkpoint_every=1, device="cpu", high_noise_from=2, high_noise_share=0.5, high_noise_weight=1.0,
+        high_noise_lr=3e-3, high_noise_batch=1, high_noise_frozen_text=1))
+    # each phase: its own cosine from its own rate, down to 10 % at its end
+    assert [round(lr_at(cfg, s), 6) for s in range(4)] == [0.01, 0.0055, 0.003, 0.00165]
+    assert lr_at(trainer.resolve_defaults(TrainConfig(output="o", preset="demo")), 6500) > 1e-4  # the shipped recipe: one schedule
+
+    batches = []
+    real_times = trainer.sample_timesteps
+    monkeypatch.setattr(trainer, "sample_timesteps", lambda num, n, share, gen: (batches.append(n), real_times(num, n, share, gen))[1])
+
+    def run(work, stop_at=None):
+        torch.manual_seed(0)
+        work.mkdir(exist_ok=True)
+        comp = load_components(cfg)
+        pool = _tiny_pool(comp)
+        saved = {}
+
+        def on_checkpoint(step, ema):
+            saved[step] = [t.clone() for t in ema.shadow]
+            if step == stop_at:
+                raise KeyboardInterrupt
+
+        try:
+            train_denoiser(cfg, comp, pool, work, on_checkpoint=on_checkpoint)
+        except KeyboardInterrupt:
+            return None, saved
+        return comp, saved
+
+    whole, saved = run(tmp_path / "a")
+    assert batches == [2, 2, 1, 1]
+    assert "step 2: high-noise phase from the EMA weights" in capsys.readouterr().out
+    n_unet = len(list(whole.unet.parameters()))
+    te_now = [p.detach() for p in whole.text_encoder.parameters()]
+    # the text encoder is the first phase's EMA, untouched afterwards; the UNet kept learning
+    assert all(torch.equal(a, b) for a, b in zip(te_now, saved[2][n_unet:]))
+    assert any(not torch.equal(a.detach(), b) for a, b in zip(whole.unet.parameters(), saved[2][:n_unet]))
+
+    assert run(tmp_path / "b", stop_at=3)[0] is None  # interrupted inside the second phase
+    resumed, _ = run(tmp_path / "b")
+    assert "resumed from" in capsys.readouterr().out
+    for a, b in zip(list(whole.unet.parameters()) + te_now, list(resumed.unet.parameters()) + list(resumed.text_encoder.parameters())):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_unet_only_trains_just_the_named_parameters(tmp_path):
+    import torch
+
+    from webui.train import trainer
+    from webui.train.trainer import TrainConfig, load_components, train_denoiser
+
+    cfg = trainer.resolve_defaults(TrainConfig(output=str(tmp_path / "o"), work_dir=str(tmp_path / "w"), preset="test",
+                                               steps=2, batch_size=2, lr=1e-2, device="cpu", unet_only="attn2",
+                                               train_text_encoder=False))
+    comp = load_components(cfg)
+    before = {k: v.detach().clone() for k, v in comp.unet.named_parameters()}
+    te_before = [p.detach().clone() for p in comp.text_encoder.parameters()]
+    train_denoiser(cfg, comp, _tiny_pool(comp), tmp_path)
+    changed = {k for k, v in comp.unet.named_parameters() if not torch.equal(v, before[k])}
+    assert changed and all("attn2" in k for k in changed)
+    assert all(torch.equal(a, b) for a, b in zip(te_before, comp.text_encoder.parameters()))
+    with pytest.raises(ValueError, match="matches no UNet parameter"):
+        train_denoiser(trainer.resolve_defaults(TrainConfig(**{**cfg.__dict__, "unet_only": "nope"})),
+                       load_components(cfg), _tiny_pool(comp), tmp_path / "x")

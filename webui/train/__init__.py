@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--lora-rank", type=int, default=0, help="> 0: LoRA adapters on the UNet attention")
     p.add_argument("--no-text-encoder", action="store_true", help="keep the text encoder frozen")
+    p.add_argument("--unet-only", default="",
+                   help='train only the UNet parameters whose names contain one of these comma-separated parts, e.g. "attn2" (cross-attention)')
     p.add_argument("--cond-dropout", type=float, default=0.1, help="empty-caption probability (for CFG)")
     p.add_argument("--min-snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0: off)")
     p.add_argument("--high-noise-weight", type=float, default=-1.0,
@@ -43,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="UNet step from which --high-noise-share and --high-noise-weight apply (default: the preset's, 0 when fine-tuning)")
     p.add_argument("--high-noise-share", type=float, default=-1.0,
                    help="share of timesteps drawn from the noisiest 10%% (default: the preset's, 0 when fine-tuning)")
+    p.add_argument("--high-noise-lr", type=float, default=-1.0,
+                   help="> 0: the phase from --high-noise-from is a fine-tune of its own: it starts from the EMA weights with a "
+                        "fresh optimizer and this learning rate, and the first phase's schedule ends where it starts "
+                        "(0: one schedule; default: the preset's, 0 when fine-tuning)")
+    p.add_argument("--high-noise-batch", type=int, default=-1,
+                   help="images per optimizer step from --high-noise-from (0: --batch-size; default: the preset's)")
+    p.add_argument("--high-noise-frozen-text", type=int, default=-1, choices=[-1, 0, 1],
+                   help="1: the text encoder stays frozen from --high-noise-from (default: the preset's, 0 when fine-tuning)")
     p.add_argument("--pyramid-noise", type=float, default=-1.0,
                    help="multi-resolution training noise discount, e.g. 0.8 (0: plain Gaussian; default: the preset's)")
     p.add_argument("--pool-size", type=int, default=20000, help="training images whose latents are cached")
@@ -81,11 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=args.checkpoint_every,
         lora_rank=args.lora_rank,
         train_text_encoder=not args.no_text_encoder,
+        unet_only=args.unet_only,
         cond_dropout=args.cond_dropout,
         min_snr_gamma=args.min_snr_gamma,
         high_noise_weight=args.high_noise_weight,
         high_noise_from=args.high_noise_from,
         high_noise_share=args.high_noise_share,
+        high_noise_lr=args.high_noise_lr,
+        high_noise_batch=args.high_noise_batch,
+        high_noise_frozen_text=args.high_noise_frozen_text,
         pyramid_noise=args.pyramid_noise,
         pool_size=args.pool_size,
         vae_steps=args.vae_steps,

@@ -43,6 +43,9 @@ class TinySDConfig:
     high_noise_share: float = 0.0  # share of training timesteps drawn from the noisiest tenth
     high_noise_weight: float = 0.0  # lowest x0-error weight of a training timestep (trainer.loss_weight)
     high_noise_from: int = 0  # UNet step from which the two settings above apply
+    high_noise_lr: float = 0.0  # > 0: that phase restarts from the EMA weights at this learning rate
+    high_noise_batch: int = 0  # images per step in that phase (0: batch_size)
+    high_noise_frozen_text: int = 0  # 1: the text encoder is frozen in that phase
     pyramid_noise: float = 0.0  # multi-resolution training noise discount (0: plain Gaussian)
     steps: int = 4000  # default optimizer steps of the UNet stage
     batch_size: int = 32  # default images per optimizer step of the UNet stage

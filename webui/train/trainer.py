@@ -54,11 +54,18 @@ class TrainConfig:
     checkpoint_every: int = 500
     lora_rank: int = 0  # > 0: train LoRA adapters on the UNet attention instead of full weights
     train_text_encoder: bool = True  # ignored with LoRA
+    unet_only: str = ""  # comma-separated parts of UNet parameter names, e.g. "attn2": train only those (full rank)
     cond_dropout: float = 0.1  # empty caption probability (classifier-free guidance)
     min_snr_gamma: float = 5.0  # 0 -> plain MSE
     high_noise_weight: float = -1.0  # floor of the x0-error weight (see loss_weight); 0 -> off; < 0 -> the preset's (0 fine-tuning)
     high_noise_from: int = -1  # optimizer step from which the share and weight above apply; < 0 -> the preset's (0 fine-tuning)
     high_noise_share: float = -1.0  # share of timesteps from the noisiest 10 %; < 0 -> the preset's (0 fine-tuning)
+    # a second phase from step high_noise_from (> 0): < 0 -> the preset's (0 fine-tuning)
+    high_noise_lr: float = -1.0  # > 0: the phase starts afresh from the EMA weights with a new optimizer and this
+    #                              learning rate (warm-up, cosine to 10 %); the first phase's cosine then ends at its
+    #                              last step. 0: one schedule over all the steps
+    high_noise_batch: int = -1  # images per optimizer step in the phase (0: batch_size)
+    high_noise_frozen_text: int = -1  # 1: the text encoder is frozen in the phase, as the first phase left it
     pyramid_noise: float = -1.0  # multi-resolution noise discount (0: plain Gaussian); < 0 -> the preset's (0 fine-tuning)
     pool_size: int = 20000  # training images whose latents are cached
     vae_steps: int = 1000  # from scratch only: autoencoder pre-training steps
@@ -104,10 +111,25 @@ class EMA:
         self.shadow = [t.to(p.device, torch.float32) for t, p in zip(state["shadow"], self.params)]
 
 
+def _cosine(lr: float, step: int, steps: int, warmup: int) -> float:
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    progress = min(1.0, step / max(1, steps))
+    return lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def restarts(cfg: TrainConfig) -> bool:
+    """Whether the high-noise phase is a second run of its own (fresh optimizer from the EMA weights)."""
+    return cfg.high_noise_lr > 0 and 0 < cfg.high_noise_from < cfg.steps
+
+
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
-    progress = min(1.0, step / max(1, cfg.steps))
-    return cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    """Warm-up then cosine decay to 10 %; with a restarting high-noise phase, one such schedule per phase."""
+    if not restarts(cfg):
+        return _cosine(cfg.lr, step, cfg.steps, cfg.warmup)
+    if step < cfg.high_noise_from:
+        return _cosine(cfg.lr, step, cfg.high_noise_from, cfg.warmup)
+    first = cfg.high_noise_from
+    return _cosine(cfg.high_noise_lr, step - first, cfg.steps - first, cfg.warmup)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -393,13 +415,23 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
         params = _add_lora(unet, cfg.lora_rank)
         train_te = False
     else:
-        unet.requires_grad_(True)
+        parts = [x.strip() for x in cfg.unet_only.split(",") if x.strip()]
+        for name, p in unet.named_parameters():
+            p.requires_grad_(not parts or any(x in name for x in parts))
         train_te = cfg.train_text_encoder
         te.requires_grad_(train_te)
-        params = [p for p in unet.parameters()] + ([p for p in te.parameters()] if train_te else [])
+        params = [p for p in unet.parameters() if p.requires_grad] + ([p for p in te.parameters()] if train_te else [])
+        if not params:
+            raise ValueError(f"--unet-only {cfg.unet_only!r} matches no UNet parameter and the text encoder is frozen")
     unet.train()
     te.train(train_te)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2 if cfg.lora_rank == 0 else 0.0)
+
+    def optimizer():
+        # parameters left without a gradient (a frozen text encoder) are skipped by AdamW, decay included
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2 if cfg.lora_rank == 0 else 0.0)
+
+    second = restarts(cfg)
+    opt = optimizer()
     ema = EMA(params, cfg.ema_decay)
     sched = comp.noise_scheduler
     alphas = sched.alphas_cumprod.float()
@@ -429,14 +461,21 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
 
     n = pool["mean"].shape[0]
     scale = pool["scaling_factor"]
-    micro = max(1, cfg.batch_size // cfg.grad_accum)
     bar = _progress(cfg.steps, start, "unet")
     t0 = time.time()
     for step in range(start, cfg.steps):
+        late = step >= cfg.high_noise_from  # the high-noise phase (from the start unless a preset says)
+        if second and step == cfg.high_noise_from:
+            # as fine-tuning the finished first phase: its EMA weights, a fresh optimizer and schedule
+            ema.copy_to_params()
+            opt = optimizer()
+            print(f"\n[train] step {step}: high-noise phase from the EMA weights", flush=True)
+        frozen_text = late and cfg.high_noise_frozen_text > 0  # zero_grad below leaves its gradients at None
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
-        late = step >= cfg.high_noise_from  # the high-noise phase (from the start unless a preset says)
         share, floor = (cfg.high_noise_share, cfg.high_noise_weight) if late else (0.0, 0.0)
+        batch = cfg.high_noise_batch if late and cfg.high_noise_batch > 0 else cfg.batch_size
+        micro = max(1, batch // cfg.grad_accum)
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for m in range(cfg.grad_accum):
@@ -453,7 +492,7 @@ def train_denoiser(cfg: TrainConfig, comp: Components, pool: dict, work: Path, o
             target = sched.get_velocity(latents, noise, t) if v_pred else noise
             weight = loss_weight(snr[t], cfg.min_snr_gamma, v_pred, floor)
             noisy, target, weight, t, ids = (x.to(device) for x in (noisy, target, weight, t, ids))
-            with torch.set_grad_enabled(train_te):
+            with torch.set_grad_enabled(train_te and not frozen_text):
                 cond = te(ids)[0]
             pred = unet(noisy, t, cond).sample
             per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
@@ -539,12 +578,15 @@ def save_lora(comp: Components, out: Path) -> Path:
     return out / "pytorch_lora_weights.safetensors"
 
 
-PRESET_RECIPE = ("high_noise_share", "high_noise_weight", "high_noise_from", "pyramid_noise")  # TrainConfig and TinySDConfig fields
+PRESET_RECIPE = (  # TrainConfig and TinySDConfig fields
+    "high_noise_share", "high_noise_weight", "high_noise_from", "high_noise_lr", "high_noise_batch",
+    "high_noise_frozen_text", "pyramid_noise",
+)
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     """Fill the settings left to the preset: UNet steps, batch size, the high-noise phase (timestep
-    share, x0 weight floor, first step), pyramid noise."""
+    share, x0 weight floor, first step, learning rate, batch, frozen text encoder), pyramid noise."""
     from dataclasses import replace
 
     arch = None if cfg.base_model else model_config.preset(cfg.preset)
