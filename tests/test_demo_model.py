@@ -297,6 +297,14 @@ def test_train_device_is_checked_first_and_checkpoints_call_back(tmp_path):
     assert next(comp.unet.parameters()).device.type == "cpu"
 
 
+def _tiny_pool(comp, n=4):
+    import torch
+
+    ids = comp.tokenizer(["a red circle on the left"] * n, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    return {"mean": torch.randn(n, 4, 4, 4, generator=torch.Generator().manual_seed(1)).half(),
+            "std": torch.full((n, 4, 4, 4), 0.1).half(), "ids": ids, "scaling_factor": 1.0}
+
+
 def test_high_noise_phase_weighs_the_noisiest_steps_from_its_first_step(tmp_path, monkeypatch):
     import torch
 
@@ -330,19 +338,9 @@ def test_high_noise_phase_weighs_the_noisiest_steps_from_its_first_step(tmp_path
                                                batch_size=2, checkpoint_every=4, device="cpu", high_noise_share=0.5,
                                                high_noise_weight=1.0, high_noise_from=2))
     comp = load_components(cfg)
-    ids = comp.tokenizer(["a red circle on the left"] * 4, padding="max_length", max_length=77, return_tensors="pt").input_ids
-    pool = {"mean": torch.randn(4, 4, 4, 4).half(), "std": torch.full((4, 4, 4, 4), 0.1).half(), "ids": ids, "scaling_factor": 1.0}
-    train_denoiser(cfg, comp, pool, tmp_path)
+    train_denoiser(cfg, comp, _tiny_pool(comp), tmp_path)
     assert [v for k, v in seen if k == "share"] == [0.0, 0.0, 0.5, 0.5]
     assert [v for k, v in seen if k == "floor"] == [0.0, 0.0, 1.0, 1.0]
-
-
-def _tiny_pool(comp, n=4):
-    import torch
-
-    ids = comp.tokenizer(["a red circle on the left"] * n, padding="max_length", max_length=77, return_tensors="pt").input_ids
-    return {"mean": torch.randn(n, 4, 4, 4, generator=torch.Generator().manual_seed(1)).half(),
-            "std": torch.full((n, 4, 4, 4), 0.1).half(), "ids": ids, "scaling_factor": 1.0}
 
 
 def test_restarting_high_noise_phase_fine_tunes_the_ema_weights_and_resumes_exactly(tmp_path, monkeypatch, capsys):
