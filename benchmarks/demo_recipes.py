@@ -34,19 +34,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-R7 = dict(unet_channels=(64, 128, 128, 96), unet_attention=(True, True, True, True), unet_head_dim=24)
+# run 11 (the shipped model until run 16): the demo preset's UNet with attention at 16x16 too, one phase
+R11 = dict(unet_attention=(True, True, False), high_noise_share=0.0, high_noise_weight=0.0, high_noise_from=0, high_noise_lr=0.0)
+R7 = dict(R11, unet_channels=(64, 128, 128, 96), unet_attention=(True, True, True, True), unet_head_dim=24)
 LTSNR = dict(schedule="low-terminal-snr")
 # Seconds per optimizer step of the UNet + text encoder on this project's 2 CPU cores (torch 2.13, 2 threads).
-CPU_SECONDS_PER_STEP = {("demo", 32): 0.54, ("demo", 16): 0.28, ("position", 32): 0.35, ("position", 16): 0.20,
+CPU_SECONDS_PER_STEP = {("demo", 32): 0.54, ("demo", 16): 0.28, ("run16", 16): 0.19, ("position", 32): 0.35, ("position", 16): 0.20,
                         ("r7", 32): 0.58, ("r7", 16): 0.29}
 BUDGET_S = 2900  # the UNet stage's share of the 60-minute budget (the VAE stages take about 7 minutes)
 
 # name: (base preset, arch overrides, cpu-timing key, batch, train overrides)
 RECIPES = {
-    "demo-b32": ("demo", {}, "demo", 32, {}),
-    "demo-b16": ("demo", {}, "demo", 16, {}),
-    "demo-pyr-b16": ("demo", {}, "demo", 16, dict(pyramid_noise=0.8, high_noise_share=0.25)),
-    "pos-pyr-b16": ("demo", dict(unet_channels=(64, 96, 128, 128), unet_attention=(False, True, True, True)),
+    "run16-b16": ("demo", {}, "run16", 16, {}),  # the shipped recipe (two phases from step 11,000)
+    "demo-b32": ("demo", R11, "demo", 32, {}),
+    "demo-b16": ("demo", R11, "demo", 16, {}),
+    "demo-pyr-b16": ("demo", R11, "demo", 16, dict(pyramid_noise=0.8, high_noise_share=0.25)),
+    "pos-pyr-b16": ("demo", dict(R11, unet_channels=(64, 96, 128, 128), unet_attention=(False, True, True, True)),
                     "position", 16, dict(pyramid_noise=0.8, high_noise_share=0.25)),
     "r7-ltsnr-b16": ("demo", {**R7, **LTSNR}, "r7", 16, dict(high_noise_share=0.25)),
     "r7-ltsnr-b32": ("demo", {**R7, **LTSNR}, "r7", 32, dict(high_noise_share=0.25)),
@@ -54,9 +57,9 @@ RECIPES = {
     "r7-sd-b16": ("demo", R7, "r7", 16, dict(high_noise_share=0.25)),
     "r7-pyr-b32": ("demo", R7, "r7", 32, dict(pyramid_noise=0.8, high_noise_share=0.25)),  # run 10 (CPU)
     "r7-pyr9-b16": ("demo", R7, "r7", 16, dict(pyramid_noise=0.9, high_noise_share=0.25)),
-    "demo-ltsnr-b16": ("demo", LTSNR, "demo", 16, dict(high_noise_share=0.25)),
-    "demo-ltsnr50-b16": ("demo", LTSNR, "demo", 16, dict(high_noise_share=0.5)),
-    "demo-attn3-ltsnr-b16": ("demo", dict(unet_attention=(True, True, True), **LTSNR), "demo", 16, dict(high_noise_share=0.25)),
+    "demo-ltsnr-b16": ("demo", {**R11, **LTSNR}, "demo", 16, dict(high_noise_share=0.25)),
+    "demo-ltsnr50-b16": ("demo", {**R11, **LTSNR}, "demo", 16, dict(high_noise_share=0.5)),
+    "demo-attn3-ltsnr-b16": ("demo", {**R11, "unet_attention": (True, True, True), **LTSNR}, "demo", 16, dict(high_noise_share=0.25)),
     "pos-b16": ("position", {}, "position", 16, {}),
 }
 DEFAULT = "demo-b16,demo-pyr-b16,pos-pyr-b16,r7-ltsnr-b16,r7-ltsnr-b32,r7-pyr-b16,r7-sd-b16,r7-pyr9-b16"

@@ -138,7 +138,7 @@ def test_tiny_train_checkpoints_and_resumes(tmp_path, capsys):
     assert out.shape == (1, 32, 32, 3)
 
 
-def test_committed_demo_model_draws_red():
+def test_committed_demo_model_draws_red_where_the_prompt_says():
     assert (DEMO_DIR / "model_index.json").is_file(), f"the demo model is part of the repo: {DEMO_DIR}"
     import torch
     from diffusers import StableDiffusionPipeline
@@ -148,15 +148,15 @@ def test_committed_demo_model_draws_red():
         DEMO_DIR, local_files_only=True, safety_checker=None, requires_safety_checker=False
     )
     pipe.set_progress_bar_config(disable=True)
-    img = pipe(
-        "a large red circle in the center, white background",
-        num_inference_steps=10,
-        guidance_scale=5.0,
-        generator=torch.Generator().manual_seed(0),
-    ).images[0]
-    a = analyse(img)
-    assert a.colour == "red", a
-    assert a.background == "white", a
+    for side in ("left", "right"):  # the same seed: the position word alone moves the shape
+        img = pipe(
+            f"a large red circle on the {side}, white background",
+            num_inference_steps=10,
+            guidance_scale=5.0,
+            generator=torch.Generator().manual_seed(0),
+        ).images[0]
+        a = analyse(img)
+        assert (a.colour, a.shape, a.position, a.background) == ("red", "circle", side, "white"), a
 
 
 def _folder_dataset(path: Path, n: int = 4) -> Path:
@@ -323,8 +323,9 @@ def test_high_noise_phase_weighs_the_noisiest_steps_from_its_first_step(tmp_path
     assert float(loss_weight(low, 5.0, False, 1.0)) == pytest.approx(0.5) == float(loss_weight(low, 5.0, False))
     assert float(loss_weight(last, 5.0, True, 1.0)) == pytest.approx(2.0 / (float(snr[-1]) + 1))
 
-    demo = trainer.resolve_defaults(TrainConfig(output="o", preset="demo"))  # the shipped recipe: no high-noise phase
-    assert (demo.high_noise_share, demo.high_noise_weight, demo.high_noise_from) == (0.0, 0.0, 0) and demo.steps == 10000
+    demo = trainer.resolve_defaults(TrainConfig(output="o", preset="demo"))  # the shipped recipe: 11,000 + 4000 steps
+    assert (demo.high_noise_share, demo.high_noise_weight, demo.high_noise_from, demo.high_noise_lr) == (0.5, 1.0, 11000, 5e-4)
+    assert demo.steps == 15000 and demo.batch_size == 16 and trainer.restarts(demo)
     asked = trainer.resolve_defaults(TrainConfig(output="o", preset="demo", high_noise_weight=1.0, high_noise_from=6500))
     assert (asked.high_noise_weight, asked.high_noise_from) == (1.0, 6500)
     tune = trainer.resolve_defaults(TrainConfig(output="o", base_model="m"))
@@ -357,7 +358,8 @@ def test_restarting_high_noise_phase_fine_tunes_the_ema_weights_and_resumes_exac
         high_noise_lr=3e-3, high_noise_batch=1, high_noise_frozen_text=1))
     # each phase: its own cosine from its own rate, down to 10 % at its end
     assert [round(lr_at(cfg, s), 6) for s in range(4)] == [0.01, 0.0055, 0.003, 0.00165]
-    assert lr_at(trainer.resolve_defaults(TrainConfig(output="o", preset="demo")), 6500) > 1e-4  # the shipped recipe: one schedule
+    demo = trainer.resolve_defaults(TrainConfig(output="o", preset="demo"))  # the shipped recipe: two phases
+    assert lr_at(demo, 10999) == pytest.approx(1e-4, rel=1e-3) and lr_at(demo, 11000) < lr_at(demo, 11099) == pytest.approx(5e-4, rel=1e-2)
 
     batches = []
     real_times = trainer.sample_timesteps
