@@ -6,7 +6,7 @@ vocab and 77 positions, and a ``DDPMScheduler`` config every A1111 sampler name 
 
 Two recipes (docs/demo-model.md):
 - ``demo`` (the shipped model, run 16): SD 1.x's noise schedule and epsilon prediction, a 3-level
-  UNet with cross-attention at 8x8 and in the 4x4 mid block (none at 16x16, so its steps are 1.6x
+  UNet with cross-attention at 8x8 and in the 4x4 mid block (none at 16x16, so its steps are 1.5x
   faster). 11,000 steps learn colours and shapes; then 4000 steps that restart from their EMA
   weights and weigh the noisiest steps' x0 error learn position words.
 - ``position`` (run 6): follows position words (100 % on the held-out prompts), but draws blobs.
@@ -54,7 +54,7 @@ class TinySDConfig:
 
 
 DEMO = TinySDConfig(
-    unet_attention=(False, True, False),  # none at 16x16: steps 1.6x faster than with it
+    unet_attention=(False, True, False),  # none at 16x16: steps 1.5x faster than with it
     steps=15000,  # 16 images each: about 49 minutes on 2 CPU cores
     batch_size=16,
     high_noise_from=11000,  # then 4000 steps that fine-tune the EMA weights for position words
