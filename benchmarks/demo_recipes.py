@@ -45,7 +45,7 @@ BUDGET_S = 2900  # the UNet stage's share of the 60-minute budget (the VAE stage
 
 # name: (base preset, arch overrides, cpu-timing key, batch, train overrides)
 RECIPES = {
-    "run16-b16": ("demo", {}, "run16", 16, {}),  # the shipped recipe (two phases from step 11,000)
+    "run16-b16": ("demo", {}, "run16", 16, {}),  # the shipped recipe's settings (second phase from step 11,000), at the budget's step count
     "demo-b32": ("demo", R11, "demo", 32, {}),
     "demo-b16": ("demo", R11, "demo", 16, {}),
     "demo-pyr-b16": ("demo", R11, "demo", 16, dict(pyramid_noise=0.8, high_noise_share=0.25)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 
 def main() -> None:
@@ -24,8 +25,6 @@ def main() -> None:
 
     import torch
     import torch.nn.functional as F
-
-    from dataclasses import replace
 
     from webui.train import model_config
 
