@@ -1,7 +1,8 @@
 """Stage 2: decode speech and compute per-frame audio features.
 
-* :func:`load_audio` -- wav/flac/ogg via soundfile, anything else (mp3, m4a, ...) through the
-  bundled ffmpeg binary; mono, ``SAMPLE_RATE`` Hz, cut to whole ``FPS`` frames.
+* :func:`load_audio` -- wav/flac/ogg via soundfile, anything else (mp3, m4a, ...) decoded by the
+  bundled ffmpeg binary at its own rate; averaged to mono and resampled to ``SAMPLE_RATE`` Hz
+  with librosa (soxr_hq), as SadTalker's ``librosa.load(path, sr=16000)``; cut to whole frames.
 * :func:`mel_windows` -- SadTalker's (Wav2Lip-style) mel input for the neural engine,
   (T, 80, 16) float32 in [-4, 4].
 * :func:`frame_features` -- cheap per-frame descriptors for the default engine.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -75,25 +75,34 @@ class AudioFeatures:
         return int(self.energy.shape[0])
 
 
-def _decode_ffmpeg(path: Path) -> np.ndarray:
+def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """Any format ffmpeg reads -> (samples (N, C) float32 at the file's own rate, rate)."""
+    import tempfile
+
     import imageio_ffmpeg
+    import soundfile as sf
 
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
-           "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    if proc.returncode != 0:
-        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ValueError(f"audio={str(path)!r} could not be decoded: {msg[-1] if msg else 'ffmpeg failed'}")
-    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+    with tempfile.TemporaryDirectory(prefix="sdts-audio-") as tmp:
+        wav = Path(tmp) / "decoded.wav"
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
+               "-vn", "-acodec", "pcm_f32le", "-f", "wav", str(wav)]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        if proc.returncode != 0 or not wav.is_file():
+            msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise ValueError(f"audio={str(path)!r} could not be decoded: {msg[-1] if msg else 'ffmpeg failed'}")
+        data, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+    return data, int(sr)
 
 
-def _resample(x: np.ndarray, sr: int) -> np.ndarray:
+def resample(x: np.ndarray, sr: int) -> np.ndarray:
+    """Mono float32 at ``sr`` -> SAMPLE_RATE with librosa's default resampler (soxr_hq), i.e.
+    exactly what SadTalker's ``librosa.load(path, sr=16000)`` does after decoding."""
     if sr == SAMPLE_RATE:
-        return x
-    from scipy.signal import resample_poly
+        return x.astype(np.float32, copy=False)
+    import librosa
 
-    g = gcd(sr, SAMPLE_RATE)
-    return resample_poly(x, SAMPLE_RATE // g, sr // g).astype(np.float32)
+    return librosa.resample(np.ascontiguousarray(x, dtype=np.float32), orig_sr=sr, target_sr=SAMPLE_RATE,
+                            res_type="soxr_hq").astype(np.float32)
 
 
 def load_audio(path: str | Path, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> AudioClip:
@@ -106,7 +115,7 @@ def load_audio(path: str | Path, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS)
         raise ValueError(f"audio={str(path)!r} does not exist")
     if path.stat().st_size == 0:
         raise ValueError(f"audio={str(path)!r} is empty (0 bytes)")
-    samples = None
+    data = None
     if path.suffix.lower() in _SOUNDFILE_EXT:
         import soundfile as sf
 
@@ -116,11 +125,12 @@ def load_audio(path: str | Path, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS)
                 raise ValueError(f"audio={str(path)!r} is {info.frames / info.samplerate:.1f} s long, "
                                  f"over the limit of {max_seconds:g} s")
             data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-            samples = _resample(data.mean(axis=1), sr)
         except (RuntimeError, sf.LibsndfileError):
-            samples = None  # let ffmpeg try (e.g. odd wav encodings)
-    if samples is None:
-        samples = _decode_ffmpeg(path)
+            data = None  # let ffmpeg try (e.g. odd wav encodings)
+    if data is None:
+        data, sr = _decode_ffmpeg(path)
+    # librosa.load's order: channels averaged to mono, then resampled to 16 kHz.
+    samples = resample(data.mean(axis=1), sr)
     samples = np.nan_to_num(samples.astype(np.float32))
     n_frames = len(samples) // SAMPLES_PER_FRAME
     if n_frames < MIN_AUDIO_FRAMES:

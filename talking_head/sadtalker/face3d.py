@@ -142,9 +142,12 @@ def align_face(image: np.ndarray, landmarks: np.ndarray | None) -> AlignResult:
     (rescale factor 102) and cut the 224x224 crop around the fitted translation.
 
     ``image`` (H, W, 3) uint8 RGB; ``landmarks`` (68|5, 2) pixel (x, y) or None (SadTalker's
-    fallback: the standard points placed on the image). Resampling uses antialiased bicubic
-    (torch), close to but not bit-exact with PIL's BICUBIC; outside pixels are black as in PIL.
+    fallback: the standard points placed on the image). As the official ``resize_n_crop_img``:
+    the uint8 image is resized with PIL's BICUBIC to (int(W s), int(H s)) and cropped with
+    PIL's ``crop`` (pixels outside the image are black); offsets truncate toward zero.
     """
+    from PIL import Image
+
     H, W = image.shape[:2]
     if landmarks is None:
         lm = (LM3D_STD[:, :2] + 1) / 2 * np.array([W, H])
@@ -156,14 +159,8 @@ def align_face(image: np.ndarray, landmarks: np.ndarray | None) -> AlignResult:
     w, h = int(W * s), int(H * s)
     left = int(w / 2 - TARGET_SIZE / 2 + (t[0] - W / 2) * s)
     up = int(h / 2 - TARGET_SIZE / 2 + (H / 2 - t[1]) * s)
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-    img = F.interpolate(img, size=(max(h, 1), max(w, 1)), mode="bicubic", antialias=True, align_corners=False)
-    img = img.clamp(0, 255).round()[0]
-    canvas = torch.zeros(3, TARGET_SIZE, TARGET_SIZE)
-    y0, x0 = max(up, 0), max(left, 0)
-    y1, x1 = min(up + TARGET_SIZE, h), min(left + TARGET_SIZE, w)
-    if y1 > y0 and x1 > x0:
-        canvas[:, y0 - up:y1 - up, x0 - left:x1 - left] = img[:, y0:y1, x0:x1]
-    out = canvas.permute(1, 2, 0).numpy().astype(np.uint8)
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    pil = pil.resize((max(w, 1), max(h, 1)), resample=Image.BICUBIC)
+    out = np.asarray(pil.crop((left, up, left + TARGET_SIZE, up + TARGET_SIZE)).convert("RGB"))
     trans = np.array([W, H, s, t[0], t[1]], dtype=np.float32)
     return AlignResult(image=out, crop_params=trans[2:].copy(), trans_params=trans)

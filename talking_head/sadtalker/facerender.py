@@ -17,6 +17,8 @@ from torch.nn import functional as F
 from .config import GeneratorConfig, KPDetectorConfig
 from .mapping import bins_to_degrees
 
+MASK_FLOOR = 1e-3  # dense-motion mask weights below this are dropped (official DenseMotionNetwork)
+
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -211,6 +213,8 @@ class DenseMotionNetwork(nn.Module):
     The volume is compressed to 4 channels and warped 16 times (identity background + one
     motion per keypoint: grid - kp_driving + kp_source); the hourglass sees the warped volumes
     and the driving-minus-source Gaussian heatmaps ((15 + 1) x (4 + 1) = 80 channels).
+    The returned ``mask`` is the softmax; the deformation mixes the motions with it after
+    weights below ``MASK_FLOOR`` are zeroed.
     """
 
     def __init__(self, cfg: GeneratorConfig):
@@ -240,7 +244,9 @@ class DenseMotionNetwork(nn.Module):
         heat = torch.cat([heat.new_zeros(B, 1, d, h, w), heat], 1).unsqueeze(2)
         pred = self.hourglass(torch.cat([heat, deformed], 2).view(B, -1, d, h, w))
         mask = F.softmax(self.mask(pred), 1)
-        deformation = (sparse.permute(0, 1, 5, 2, 3, 4) * mask.unsqueeze(2)).sum(1).permute(0, 2, 3, 4, 1)
+        # SadTalker drops every mask weight below MASK_FLOOR (no renormalisation) before mixing.
+        kept = torch.where(mask < MASK_FLOOR, torch.zeros_like(mask), mask)
+        deformation = (sparse.permute(0, 1, 5, 2, 3, 4) * kept.unsqueeze(2)).sum(1).permute(0, 2, 3, 4, 1)
         occlusion = torch.sigmoid(self.occlusion(pred.reshape(B, -1, h, w)))
         return {"mask": mask, "deformation": deformation, "occlusion_map": occlusion}
 
@@ -387,17 +393,19 @@ class OcclusionAwareSPADEGenerator(nn.Module):
 # ----------------------------------------------------------------------------- keypoint transform
 
 def rotation_matrix(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
-    """Degrees (B,) -> (B, 3, 3) = Rx(pitch) @ Ry(yaw) @ Rz(roll)^T.
+    """Degrees (B,) -> (B, 3, 3) = Rx(pitch) @ Ry(yaw) @ Rz(roll), as SadTalker's
+    ``get_rotation_matrix`` (``einsum('bij,bjk,bkm->bim', pitch, yaw, roll)``).
 
-    SadTalker converts with pi ~= 3.14 and composes with einsum('bij,bjk,bmk->bim'); both
-    quirks are kept so official weights see the rotations they were trained with.
+    Rx = [[1, 0, 0], [0, c, -s], [0, s, c]], Ry = [[c, 0, s], [0, 1, 0], [-s, 0, c]],
+    Rz = [[c, -s, 0], [s, c, 0], [0, 0, 1]]. Degrees are converted with pi ~= 3.14, as the
+    official code does, so official weights see the rotations they were trained with.
     """
     y, p, r = (a.float() / 180 * 3.14 for a in (yaw, pitch, roll))
     o, z = torch.ones_like(p), torch.zeros_like(p)
     rx = torch.stack([o, z, z, z, p.cos(), -p.sin(), z, p.sin(), p.cos()], -1).view(-1, 3, 3)
     ry = torch.stack([y.cos(), z, y.sin(), z, o, z, -y.sin(), z, y.cos()], -1).view(-1, 3, 3)
     rz = torch.stack([r.cos(), -r.sin(), z, r.sin(), r.cos(), z, z, z, o], -1).view(-1, 3, 3)
-    return rx @ ry @ rz.transpose(1, 2)
+    return rx @ ry @ rz
 
 
 def transform_keypoints(kp_canonical: torch.Tensor, he: dict[str, torch.Tensor],
