@@ -161,6 +161,6 @@ def align_face(image: np.ndarray, landmarks: np.ndarray | None) -> AlignResult:
     up = int(h / 2 - TARGET_SIZE / 2 + (H / 2 - t[1]) * s)
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     pil = pil.resize((max(w, 1), max(h, 1)), resample=Image.BICUBIC)
-    out = np.asarray(pil.crop((left, up, left + TARGET_SIZE, up + TARGET_SIZE)).convert("RGB"))
+    out = np.array(pil.crop((left, up, left + TARGET_SIZE, up + TARGET_SIZE)).convert("RGB"))
     trans = np.array([W, H, s, t[0], t[1]], dtype=np.float32)
     return AlignResult(image=out, crop_params=trans[2:].copy(), trans_params=trans)
