@@ -25,6 +25,7 @@ import numpy as np
 from talking_head.audio import DEFAULT_MAX_AUDIO_SECONDS, FPS, SAMPLE_RATE, AudioClip, AudioFeatures, frame_features, load_audio
 from talking_head.coeffs import N_POSE_STYLES, Coeffs, MotionOptions, generate_coeffs
 from talking_head.face import PREPROCESS_MODES, Compositor, FaceLandmarker, SourceFace, prepare_source
+from talking_head.reference import References, apply_mesh_motion, load_references
 from talking_head.video import write_video
 
 __all__ = ["FPS", "SAMPLE_RATE", "SIZES", "ENGINES", "ENHANCERS", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE",
@@ -64,6 +65,8 @@ class TalkingHeadRequest:
     input_roll: tuple[float, ...] | None = None
     engine: str = "auto"                    # auto | default | sadtalker
     max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
+    ref_eyeblink: str | Path | None = None  # video whose eye blinks replace the random ones
+    ref_pose: str | Path | None = None      # video whose head motion drives the pose
 
     def motion_options(self) -> MotionOptions:
         tup = lambda v: None if v is None else tuple(float(x) for x in v)  # noqa: E731
@@ -93,7 +96,7 @@ class Engine(Protocol):
     uses_mel: bool  # True: stage 2 also computes SadTalker's (T, 80, 16) mel windows
 
     def coefficients(self, source: SourceFace, audio: AudioClip, features: AudioFeatures,
-                     options: MotionOptions) -> Any: ...
+                     options: MotionOptions, references: References | None = None) -> Any: ...
 
     def frames(self, source: SourceFace, coeffs: Any) -> Iterator[np.ndarray]: ...
 
@@ -105,8 +108,11 @@ class DefaultEngine:
     uses_mel = False
 
     def coefficients(self, source: SourceFace, audio: AudioClip, features: AudioFeatures,
-                     options: MotionOptions) -> Coeffs:
-        return generate_coeffs(features, options)
+                     options: MotionOptions, references: References | None = None) -> Coeffs:
+        coeffs = generate_coeffs(features, options)
+        if references:
+            coeffs = apply_mesh_motion(coeffs, options, references.eyeblink, references.pose)
+        return coeffs
 
     def frames(self, source: SourceFace, coeffs: Coeffs) -> Iterator[np.ndarray]:
         from talking_head.render import FaceRenderer
@@ -191,6 +197,10 @@ def check_inputs(request: TalkingHeadRequest, max_image_pixels: int = MAX_IMAGE_
     h, w = image.shape[:2]
     if min(h, w) < MIN_IMAGE_SIDE:
         raise ValueError(f"image is too small: {w}x{h}, need at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    for name in ("ref_eyeblink", "ref_pose"):
+        v = getattr(r, name)
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"{name}={str(v)!r} does not exist")
     audio_path = Path(r.audio)
     if not audio_path.is_file():
         raise ValueError(f"audio={str(audio_path)!r} does not exist")
@@ -311,6 +321,14 @@ class TalkingHeadPipeline:
         timings["face"] = time.perf_counter() - t
         report("face", 1.0)
 
+        # 1b. Reference videos (blinks / head pose), only as many frames as the audio needs
+        references = None
+        if request.ref_eyeblink or request.ref_pose:
+            t = time.perf_counter()
+            report("reference", 0.0)
+            references = load_references(request.ref_eyeblink, request.ref_pose, self.landmarker, clip.n_frames)
+            timings["reference"] = time.perf_counter() - t
+
         # 2. Audio features
         t = time.perf_counter()
         features = frame_features(clip, with_mel=engine.uses_mel)
@@ -319,7 +337,10 @@ class TalkingHeadPipeline:
 
         # 3. Coefficients (expression, blinks, head pose)
         t = time.perf_counter()
-        coeffs = engine.coefficients(source, clip, features, request.motion_options())
+        if references:
+            coeffs = engine.coefficients(source, clip, features, request.motion_options(), references=references)
+        else:
+            coeffs = engine.coefficients(source, clip, features, request.motion_options())
         timings["coeffs"] = time.perf_counter() - t
         report("coeffs", 1.0)
 

@@ -30,6 +30,8 @@ from .loader import load_sadtalker, mapping_file, missing_files
 
 __all__ = ["SadTalkerAdapter", "SadTalkerClip", "five_point_landmarks", "default_device"]
 
+REFERENCE_SIZE = 256  # reference-video frames are cut at 256 whatever the render size (official)
+
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
@@ -136,8 +138,22 @@ class SadTalkerAdapter:
                                 input_pitch=options.input_pitch, input_roll=options.input_roll,
                                 preprocess=source.mode)
 
-    def coefficients(self, source: Any, audio: Any, features: Any, options: Any) -> SadTalkerClip:
-        """SourceFace + AudioClip + AudioFeatures (mel) + MotionOptions -> SadTalkerClip."""
+    def reference_coeffs(self, engine: SadTalkerEngine, source: Any, ref: Any) -> np.ndarray:
+        """(N, 70) 3DMM coefficients of a :class:`~talking_head.reference.ReferenceVideo`: each
+        frame cut with the first frame's crop box for the source's preprocess mode at 256 (the
+        official code's ``pic_size`` for reference videos), aligned on its 5 points, ReconNet."""
+        from talking_head.face import FaceDetection, prepare_source
+
+        def box_of(landmarks0: np.ndarray, frame0: np.ndarray) -> np.ndarray:
+            det = FaceDetection(landmarks=landmarks0, box=(0.0, 0.0, 1.0, 1.0), detector="mediapipe")
+            return prepare_source(frame0, det, source.mode, REFERENCE_SIZE).to_source
+
+        crops = ((crop, five_point_landmarks(lm)) for crop, lm in ref.crops(box_of, REFERENCE_SIZE))
+        return engine.reference_coeffs(crops)
+
+    def coefficients(self, source: Any, audio: Any, features: Any, options: Any,
+                     references: Any = None) -> SadTalkerClip:
+        """SourceFace + AudioClip + AudioFeatures (mel) + MotionOptions (+ References) -> SadTalkerClip."""
         engine = self.engine_for(source.size, source.mode)
         mels = features.mel
         if mels is None:  # the pipeline fills it for uses_mel engines; direct callers may not
@@ -146,7 +162,13 @@ class SadTalkerAdapter:
             mels = mel_windows(audio)
         opts = self.options(source, options)
         src = engine.source_coeffs(source.image, five_point_landmarks(source.landmarks))
-        motion = engine.coefficients(mels, src, opts)
+        ref_blink = ref_pose = None
+        if references is not None and references.eyeblink is not None:
+            ref_blink = self.reference_coeffs(engine, source, references.eyeblink)
+        if references is not None and references.pose is not None:
+            same = references.pose is references.eyeblink
+            ref_pose = ref_blink if same else self.reference_coeffs(engine, source, references.pose)
+        motion = engine.coefficients(mels, src, opts, ref_eyeblink=ref_blink, ref_pose=ref_pose)
         return SadTalkerClip(source=src, motion=motion, driving=engine.driving_coeffs(motion, src, opts), options=opts)
 
     def frames(self, source: Any, coeffs: SadTalkerClip) -> Iterator[np.ndarray]:

@@ -5,6 +5,7 @@ optional 68/5-point landmarks in crop pixels, and mel windows (T, 80, 16) float3
 
 Stages (numbered as in SadTalker's inference):
  1. :meth:`source_coeffs`   crop -> 5-point alignment -> ReconNet -> exp 64, pose 6, crop 3
+ 1b. :meth:`reference_coeffs` the same per frame of a --ref_eyeblink / --ref_pose video
  2. :func:`blink_sequence`  random 5-frame blinks (seeded)
  3. :meth:`audio_to_exp`    ExpNet, 10 frames per chunk
  4. :meth:`audio_to_pose`   PoseVAE decoder per 32-frame window (seeded z) + Savitzky-Golay
@@ -16,7 +17,7 @@ Stages (numbered as in SadTalker's inference):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -118,6 +119,14 @@ def camera_path(values: Sequence[float] | None, num_frames: int) -> np.ndarray |
     return np.asarray(path, dtype=np.float32)
 
 
+def _looped(rows: np.ndarray, n: int) -> np.ndarray:
+    """(N, C) -> (n, C): rows 0..N-1 repeated from the start until n (SadTalker's reference rule)."""
+    rows = np.asarray(rows, dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] < NUM_EXP + NUM_POSE:
+        raise ValueError(f"reference coefficients must be (N >= 1, 70), got {rows.shape}")
+    return rows[np.arange(n) % rows.shape[0]]
+
+
 def window_indices(frame_ids: np.ndarray, num_frames: int, radius: int = SEMANTIC_RADIUS) -> np.ndarray:
     """(B,) frame ids -> (B, 2r+1) edge-clamped indices of each frame's semantic window."""
     offs = np.arange(-radius, radius + 1)
@@ -188,12 +197,42 @@ class SadTalkerEngine:
         return SourceCoeffs(full=full.cpu().numpy(), exp=c["exp"], pose=np.concatenate([c["angle"], c["trans"]]),
                             crop=aligned.crop_params.astype(np.float32))
 
+    # ------------------------------------------------------------------ 1b. reference 3DMM
+    def reference_coeffs(self, crops: Iterable[tuple[np.ndarray, np.ndarray | None]], batch: int = 16) -> np.ndarray:
+        """Reference video frames -> (N, 70) = exp 64, angle 3, trans 3 per frame, as the official
+        ``CropAndExtract`` on ``--ref_eyeblink`` / ``--ref_pose`` videos (crop at 256, 5-point
+        alignment, ReconNet). ``crops`` yields (crop uint8 (S, S, 3), 68|5 landmarks in crop px or None)."""
+        rows: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+
+        def flush():
+            if not pending:
+                return
+            x = torch.cat([self._image(a, TARGET_SIZE) for a in pending])
+            with torch.inference_mode(), self._autocast():
+                full = self.nets.face3d(x).float()
+            c = split_coeffs(full)
+            rows.append(torch.cat([c["exp"], c["angle"], c["trans"]], 1).cpu().numpy())
+            pending.clear()
+
+        for crop, landmarks in crops:
+            pending.append(align_face(crop, landmarks).image)
+            if len(pending) >= batch:
+                flush()
+        flush()
+        if not rows:
+            raise ValueError("the reference video gave no frames")
+        return np.concatenate(rows).astype(np.float32)
+
     # ------------------------------------------------------------------ 3. audio -> exp
-    def audio_to_exp(self, mels: np.ndarray, source: SourceCoeffs, blink: np.ndarray) -> np.ndarray:
-        """(T, 80, 16) -> (T, 64)."""
+    def audio_to_exp(self, mels: np.ndarray, source: SourceCoeffs, blink: np.ndarray,
+                     ref_exp: np.ndarray | None = None) -> np.ndarray:
+        """(T, 80, 16) -> (T, 64). ExpNet's reference is the source exp, or per frame the
+        ``ref_exp`` (T, 64) of a reference video (``--ref_eyeblink``)."""
         m = self._mels(mels)
+        ref = source.exp if ref_exp is None else ref_exp
         with torch.inference_mode(), self._autocast():
-            exp = self.nets.expnet.predict(m, self._tensor(source.exp), self._tensor(blink))
+            exp = self.nets.expnet.predict(m, self._tensor(ref), self._tensor(blink))
         return exp.float().cpu().numpy()
 
     # ------------------------------------------------------------------ 4. audio -> pose
@@ -209,13 +248,25 @@ class SadTalkerEngine:
 
     # ------------------------------------------------------------------ 2-4
     def coefficients(self, mels: np.ndarray, source: SourceCoeffs,
-                     options: SadTalkerOptions = SadTalkerOptions()) -> MotionCoeffs:
+                     options: SadTalkerOptions = SadTalkerOptions(), ref_eyeblink: np.ndarray | None = None,
+                     ref_pose: np.ndarray | None = None) -> MotionCoeffs:
+        """Stages 2-4. ``ref_eyeblink`` / ``ref_pose``: (N, 70) :meth:`reference_coeffs` of
+        reference videos, looped to T frames when shorter (the official rule). The blink video's
+        exp replaces ExpNet's reference and the blink ratio is 0; the pose video's change from its
+        first frame is added to the smoothed PoseVAE pose."""
         options.validate(self.nets.posevae.cfg.num_classes)
         T = int(np.asarray(mels).shape[0])
         rng = np.random.default_rng(options.seed)
         blink = blink_sequence(T, rng) if options.blink else np.zeros(T, np.float32)
-        exp = self.audio_to_exp(mels, source, blink)
+        ref_exp = None
+        if ref_eyeblink is not None:
+            blink = np.zeros(T, np.float32)
+            ref_exp = _looped(ref_eyeblink, T)[:, :NUM_EXP]
+        exp = self.audio_to_exp(mels, source, blink, ref_exp)
         pose = self.audio_to_pose(mels, source, options.pose_style, options.seed)
+        if ref_pose is not None:
+            ref = _looped(ref_pose, T)[:, NUM_EXP:NUM_EXP + NUM_POSE]
+            pose = (pose + (ref - ref[:1])).astype(np.float32)
         return MotionCoeffs(exp=exp, pose=pose, blink=blink)
 
     # ------------------------------------------------------------------ 5. still / scale
