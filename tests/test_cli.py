@@ -94,3 +94,34 @@ def test_cli_talk(tmp_path):
     r = run_app("talk", "--image", str(speech), "--audio", str(face), "--output", str(tmp_path / "bad.mp4"))
     assert r.returncode != 0 and "error:" in r.stderr
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_cli_talk_batch_reference_and_failures(tmp_path):
+    """Two portraits (one without a face) x one speech file, with a reference pose video:
+    one video per pair, the failing pair reported, exit code 1, the good video written."""
+    from skimage.data import astronaut
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    Image.fromarray(astronaut()).save(faces / "a_astronaut.png")
+    Image.fromarray(np.full((200, 200, 3), 120, np.uint8)).save(faces / "b_wall.png")
+    speech = tmp_path / "hi.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hi."], check=True)
+    single = tmp_path / "ref.mp4"
+    r = run_app("talk", "--image", str(faces / "a_astronaut.png"), "--audio", str(speech), "--output", str(single),
+                "--checkpoints-dir", str(tmp_path / "none"))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "batch"
+    r = run_app("talk", "--image", str(faces), "--audio", str(speech), "--output", str(out),
+                "--ref-pose", str(single), "--checkpoints-dir", str(tmp_path / "none"))
+    assert r.returncode == 1, r.stderr
+    assert (out / "a_astronaut__hi.mp4").stat().st_size > 1000
+    assert not (out / "b_wall__hi.mp4").exists()
+    assert "FAILED" in r.stdout and "b_wall.png" in r.stdout and "no face found" in r.stdout
+    assert "1 of 2 videos" in r.stdout
+    r = run_app("talk", "--image", str(faces), "--audio", str(speech), "--output", str(tmp_path / "x.mp4"))
+    assert r.returncode == 2 and "must be a folder" in r.stderr
+    r = run_app("talk", "--image", str(faces / "a_astronaut.png"), "--audio", str(speech), "--output", str(out))
+    assert r.returncode == 2 and "is a folder" in r.stderr
+    r = run_app("talk", "--image", str(faces), "--audio", str(speech), "--output", str(out), "--pairing", "zip")
+    assert r.returncode == 2 and "as many images" in r.stderr

@@ -81,21 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
         _add_generation(sp, image=image, mask=mask)
     talk = sub.add_parser("talk", help="portrait + speech -> talking-head MP4")
     _add_common(talk)
-    talk.add_argument("--image", type=Path, required=True)
-    talk.add_argument("--audio", type=Path, required=True)
-    talk.add_argument("--output", type=Path, required=True)
-    talk.add_argument("--size", type=int, default=256, choices=[256, 512])
-    talk.add_argument("--preprocess", default="crop", choices=["crop", "extcrop", "resize", "full", "extfull"])
-    talk.add_argument("--still", action="store_true")
-    talk.add_argument("--pose-style", type=int, default=0)
-    talk.add_argument("--expression-scale", type=float, default=1.0)
-    talk.add_argument("--no-blink", action="store_true")
-    talk.add_argument("--enhancer", choices=["gfpgan"], default=None)
-    talk.add_argument("--engine", default="auto", choices=["auto", "default", "sadtalker"])
-    talk.add_argument("--seed", type=int, default=0)
-    talk.add_argument("--input-yaw", type=int, nargs="+")
-    talk.add_argument("--input-pitch", type=int, nargs="+")
-    talk.add_argument("--input-roll", type=int, nargs="+")
+    talk.add_argument("--image", type=Path, nargs="+", required=True, metavar="IMAGE",
+                      help="portrait(s) or folder(s) of portraits; several make a batch")
+    talk.add_argument("--audio", type=Path, nargs="+", required=True, metavar="AUDIO",
+                      help="speech file(s) (wav, mp3, m4a, ogg, flac) or folder(s); several make a batch")
+    talk.add_argument("--output", type=Path, required=True,
+                      help="the .mp4 to write; for a batch, a folder (one <image>__<audio>.mp4 per pair)")
+    talk.add_argument("--pairing", default="product", choices=["product", "zip"],
+                      help="batch: every portrait with every audio (product), or the n-th with the n-th (zip)")
+    talk.add_argument("--size", type=int, default=256, choices=[256, 512], help="face render size in pixels")
+    talk.add_argument("--preprocess", default="crop", choices=["crop", "extcrop", "resize", "full", "extfull"],
+                      help="crop: the face box; extcrop: a larger box; resize: the whole image; "
+                           "full/extfull: the face pasted back into the whole image")
+    talk.add_argument("--still", action="store_true", help="keep the source head pose (lips and blinks still move)")
+    talk.add_argument("--pose-style", type=int, default=0, help="head-motion style 0..45")
+    talk.add_argument("--expression-scale", type=float, default=1.0,
+                      help="scales mouth and brow motion (0..5, 1 = as predicted)")
+    talk.add_argument("--no-blink", action="store_true", help="no random eye blinks")
+    talk.add_argument("--ref-eyeblink", type=Path, metavar="VIDEO",
+                      help="reference video whose eye blinks replace the random ones (looped if shorter)")
+    talk.add_argument("--ref-pose", type=Path, metavar="VIDEO",
+                      help="reference video whose head motion drives the pose (looped if shorter)")
+    talk.add_argument("--enhancer", choices=["gfpgan"], default=None,
+                      help="restore the face with GFPGAN (needs GFPGANv1.4.pth in models/GFPGAN/)")
+    talk.add_argument("--engine", default="auto", choices=["auto", "default", "sadtalker"],
+                      help="auto: SadTalker when its checkpoints are in checkpoints/, else the built-in engine")
+    talk.add_argument("--seed", type=int, default=0, help="seeds blinks and head motion")
+    talk.add_argument("--input-yaw", type=int, nargs="+", metavar="DEG",
+                      help="head yaw in degrees: one value is held, several are visited in turn")
+    talk.add_argument("--input-pitch", type=int, nargs="+", metavar="DEG", help="head pitch in degrees, as --input-yaw")
+    talk.add_argument("--input-roll", type=int, nargs="+", metavar="DEG", help="head roll in degrees, as --input-yaw")
     sub.add_parser("train", help="train or fine-tune an SD-architecture model (see: app.py train --help)", add_help=False)
     return parser
 

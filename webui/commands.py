@@ -75,11 +75,19 @@ def run_image_command(services: Services, command: str, args: argparse.Namespace
 
 
 def run_talk_command(services: Services, args: argparse.Namespace) -> int:
+    """One video, or a batch when several images/audios (or folders) are given."""
+    from talking_head.batch import expand_inputs, pair_inputs, run_batch
     from talking_head.pipeline import TalkingHeadRequest
 
+    images, audios = list(args.image), list(args.audio)
+    single = len(images) == 1 and len(audios) == 1 and not images[0].is_dir() and not audios[0].is_dir()
+    if single and args.output.is_dir():
+        raise ValueError(f"--output {args.output} is a folder: give the .mp4 file to write")
+    if single and args.output.suffix.lower() != ".mp4":
+        raise ValueError(f"--output {args.output} must end in .mp4")
     request = TalkingHeadRequest(
-        image=args.image,
-        audio=args.audio,
+        image=images[0],
+        audio=audios[0],
         output=args.output,
         size=args.size,
         preprocess=args.preprocess,
@@ -94,12 +102,31 @@ def run_talk_command(services: Services, args: argparse.Namespace) -> int:
         input_roll=args.input_roll,
         engine=args.engine,
         max_audio_seconds=services.config.limits.max_audio_seconds,
+        ref_eyeblink=args.ref_eyeblink,
+        ref_pose=args.ref_pose,
     )
-    result = services.talking_head(request)
-    print(result.video_path)
-    for stage, seconds in result.timings.items():
-        print(f"{stage}: {seconds:.2f} s")
-    return 0
+    if single:
+        result = services.talking_head(request)
+        print(result.video_path)
+        for stage, seconds in result.timings.items():
+            print(f"{stage}: {seconds:.2f} s")
+        return 0
+    if args.output.suffix.lower() == ".mp4":
+        raise ValueError(f"--output {args.output} must be a folder for a batch of videos")
+    pairs = pair_inputs(expand_inputs(images, "image"), expand_inputs(audios, "audio"), args.pairing)
+
+    def progress(i: int, n: int, stage: str, frac: float) -> None:
+        if stage == "start":
+            print(f"[{i + 1}/{n}] {pairs[i][0].name} + {pairs[i][1].name}", file=sys.stderr, flush=True)
+
+    batch = run_batch(services.talking_head, request, pairs, args.output, progress=progress)
+    for item in batch.items:
+        if item.ok:
+            print(f"{item.result.video_path}\t{item.result.frames} frames, {item.result.timings['total']:.1f} s")
+        else:
+            print(f"FAILED {item.image} + {item.audio}: {item.error}")
+    print(f"{len(batch.done)} of {len(batch.items)} videos written to {args.output}")
+    return 0 if not batch.failed else 1
 
 
 def run_command(services: Services, command: str, args: argparse.Namespace) -> int:

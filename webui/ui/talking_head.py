@@ -23,6 +23,19 @@ def build(services: Services) -> None:
             audio = gr.Audio(label="Input audio (upload or record)", sources=["upload", "microphone"],
                              type="filepath", elem_id="talk_audio")
             generate = gr.Button("Generate", variant="primary", elem_id="talk_generate")
+            with gr.Accordion("Reference videos (optional)", open=False):
+                ref_eyeblink = gr.Video(label="Eye blinks from this video", sources=["upload"],
+                                        elem_id="talk_ref_eyeblink")
+                ref_pose = gr.Video(label="Head motion from this video", sources=["upload"], elem_id="talk_ref_pose")
+                gr.Markdown("A reference shorter than the speech is looped from its start.")
+            with gr.Accordion("Batch (several portraits and/or speech files)", open=False):
+                batch_images = gr.File(label="Portraits", file_count="multiple", file_types=["image"],
+                                       type="filepath", elem_id="talk_batch_images")
+                batch_audios = gr.File(label="Speech files", file_count="multiple", file_types=["audio"],
+                                       type="filepath", elem_id="talk_batch_audios")
+                pairing = gr.Radio(["product", "zip"], value="product", label="Pairing", elem_id="talk_pairing",
+                                   info="product: every portrait speaks every file; zip: the n-th with the n-th. "
+                                        "The single image/audio above join the lists.")
             with gr.Accordion("Settings", open=True):
                 pose_style = gr.Slider(0, 45, value=0, step=1, label="Pose style", elem_id="talk_pose_style")
                 with gr.Row():
@@ -43,23 +56,27 @@ def build(services: Services) -> None:
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="talk_seed")
         with gr.Column():
             video = gr.Video(label="Generated video", elem_id="talk_video")
-            download = gr.File(label="Download", elem_id="talk_download")
+            download = gr.File(label="Download", file_count="multiple", elem_id="talk_download")
             timings = gr.Markdown(elem_id="talk_timings")
 
     fields = {"image": image, "audio": audio, "pose_style": pose_style, "size": size, "preprocess": preprocess,
               "still": still, "blink": blink, "expression_scale": expression_scale, "enhancer": enhancer,
-              "engine": engine, "seed": seed}
+              "engine": engine, "seed": seed, "ref_eyeblink": ref_eyeblink, "ref_pose": ref_pose,
+              "batch_images": batch_images, "batch_audios": batch_audios, "pairing": pairing}
 
     def run(named: dict, progress: gr.Progress):
+        from talking_head.batch import pair_inputs, run_batch
         from talking_head.pipeline import TalkingHeadRequest
 
-        if not named["image"]:
+        images = ([named["image"]] if named["image"] else []) + list(named["batch_images"] or [])
+        audios = ([named["audio"]] if named["audio"] else []) + list(named["batch_audios"] or [])
+        if not images:
             raise gr.Error("Upload a source image (a portrait) first")
-        if not named["audio"]:
+        if not audios:
             raise gr.Error("Upload or record a speech file first")
         request = TalkingHeadRequest(
-            image=Path(named["image"]),
-            audio=Path(named["audio"]),
+            image=Path(images[0]),
+            audio=Path(audios[0]),
             output=None,
             size=int(named["size"]),
             preprocess=named["preprocess"],
@@ -71,13 +88,31 @@ def build(services: Services) -> None:
             engine=named["engine"],
             seed=int(named["seed"] or 0),
             max_audio_seconds=services.config.limits.max_audio_seconds,
+            ref_eyeblink=Path(named["ref_eyeblink"]) if named["ref_eyeblink"] else None,
+            ref_pose=Path(named["ref_pose"]) if named["ref_pose"] else None,
         )
+        if len(images) == 1 and len(audios) == 1:
+            try:
+                result = services.talking_head(request, progress=lambda stage, frac: progress(frac, desc=stage))
+            except (ValueError, FileNotFoundError, RuntimeError) as e:
+                raise gr.Error(str(e)) from e
+            lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
+            lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
+            return str(result.video_path), [str(result.video_path)], "\n".join(lines)
         try:
-            result = services.talking_head(request, progress=lambda stage, frac: progress(frac, desc=stage))
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            pairs = pair_inputs([Path(p) for p in images], [Path(a) for a in audios], named["pairing"])
+        except ValueError as e:
             raise gr.Error(str(e)) from e
-        lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
-        lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
-        return str(result.video_path), str(result.video_path), "\n".join(lines)
+        out_dir = services.talking_head.output_path(request).with_suffix("")
+        batch = run_batch(services.talking_head, request, pairs, out_dir,
+                          progress=lambda i, n, stage, frac: progress((i + frac) / n,
+                                                                      desc=f"video {i + 1}/{n}: {stage}"))
+        lines = [f"**{len(batch.done)} of {len(batch.items)} videos** → `{out_dir}`", ""]
+        for item in batch.items:
+            name = f"{Path(item.image).name} + {Path(item.audio).name}"
+            lines.append(f"- {name}: " + (f"`{item.result.video_path.name}`, {item.result.frames} frames"
+                                          if item.ok else f"**failed**: {item.error}"))
+        videos = [str(i.result.video_path) for i in batch.done]
+        return (videos[0] if videos else None), videos, "\n".join(lines)
 
     bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True)
