@@ -185,16 +185,107 @@ def _even(v: float) -> int:
     return max(2, int(round(v / 2.0)) * 2)
 
 
-def prepare_source(image: np.ndarray, detection: FaceDetection, mode: str, size: int) -> SourceFace:
-    """Cut/resize the source for ``mode`` to (size, size) and move the landmarks with it."""
+GEOMETRIES = ("default", "sadtalker")
+SADTALKER_XSIZE = 512  # the official cropper's output_size, which sets its shrink rule
+
+
+@dataclass(frozen=True)
+class SadTalkerBoxes:
+    """The official cropper's boxes (``src/utils/croper.py``), integer pixels of the image after
+    the shrink (``shrink`` > 1 only for faces over ~2000 px, where it first scales the image by
+    1/shrink). ``quad``: the face box ``crop`` mode animates; ``outer``: quad bbox + 10 % border
+    (at least 3 px), clipped to the image, which ``extcrop``/``extfull`` animate."""
+
+    quad: tuple[int, int, int, int]    # x0, y0, x1, y1
+    outer: tuple[int, int, int, int]
+    shrink: int
+    size: tuple[int, int]              # (width, height) of the image the boxes refer to
+
+
+def sadtalker_boxes(landmarks: np.ndarray, width: int, height: int) -> SadTalkerBoxes:
+    """SadTalker's FFHQ-style crop from eye centres and mouth corners (68-point indices 36-47,
+    48, 54; here the mesh's eye-lid rings and mouth corners), with its rounding and clipping."""
+    eyes = _eye_centres(landmarks).astype(np.float64)
+    eye_avg = eyes.mean(0)
+    eye_to_eye = eyes[1] - eyes[0]
+    mouth_avg = landmarks[mesh.MOUTH_CORNERS, :2].astype(np.float64).mean(0)
+    eye_to_mouth = mouth_avg - eye_avg
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.flipud(x) * [-1, 1]
+    c = eye_avg + eye_to_mouth * 0.1
+    quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+    qsize = np.hypot(*x) * 2
+    shrink = int(np.floor(qsize / SADTALKER_XSIZE * 0.5))
+    w, h = width, height
+    if shrink > 1:
+        w, h = int(np.rint(width / shrink)), int(np.rint(height / shrink))
+        quad /= shrink
+        qsize /= shrink
+    else:
+        shrink = 1
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    crop = (int(np.floor(quad[:, 0].min())), int(np.floor(quad[:, 1].min())),
+            int(np.ceil(quad[:, 0].max())), int(np.ceil(quad[:, 1].max())))
+    crop = (max(crop[0] - border, 0), max(crop[1] - border, 0), min(crop[2] + border, w), min(crop[3] + border, h))
+    if crop[2] - crop[0] < w or crop[3] - crop[1] < h:
+        quad -= crop[0:2]
+    q = (quad + 0.5).flatten()
+    lx, ly = max(min(q[0], q[2]), 0), max(min(q[1], q[7]), 0)
+    # (the official code clips the bottom edge with the image *width*; kept for parity)
+    rx, ry = min(max(q[4], q[6]), w), min(max(q[3], q[5]), w)
+    lx, ly, rx, ry = int(lx), int(ly), int(rx), int(ry)
+    qbox = (crop[0] + lx, crop[1] + ly, crop[0] + min(rx, crop[2] - crop[0]), crop[1] + min(ry, crop[3] - crop[1]))
+    return SadTalkerBoxes(quad=qbox, outer=crop, shrink=shrink, size=(w, h))
+
+
+def _prepare_sadtalker(image: np.ndarray, detection: FaceDetection, mode: str, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(source (size, size, 3), affine original -> source pixels, output size) the way the
+    official code prepares it: integer boxes, ``cv2.resize`` (bilinear) of the box to size x size
+    (no aspect correction), frames later resized back to the box's aspect ratio."""
+    h, w = image.shape[:2]
+    if mode == "resize":
+        box, scaled, k = (0, 0, w, h), image, 1.0
+        out = (size, _even(size * h / w))
+    else:
+        b = sadtalker_boxes(detection.landmarks, w, h)
+        k = 1.0 / b.shrink
+        scaled = image if b.shrink == 1 else cv2.resize(image, b.size)
+        box = b.quad if mode in ("crop", "full") else b.outer
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        if bw < 2 or bh < 2:
+            raise ValueError("the face box lies outside the image")
+        out = (size, _even(size * bh / bw)) if mode in ("crop", "extcrop") else (_even(w), _even(h))
+    x0, y0, x1, y1 = box
+    src = cv2.resize(np.ascontiguousarray(scaled[y0:y1, x0:x1]), (size, size), interpolation=cv2.INTER_LINEAR)
+    # cv2.resize's pixel-centre mapping, as an affine from original pixels to source pixels
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    # (pixel centres: shrink x_s = (x + 0.5) k - 0.5, crop x_c = x_s - x0, resize (x_c + 0.5) s - 0.5)
+    m = np.array([[sx * k, 0, sx * (0.5 * k - x0) - 0.5], [0, sy * k, sy * (0.5 * k - y0) - 0.5]], dtype=np.float64)
+    return src, m, out
+
+
+def prepare_source(image: np.ndarray, detection: FaceDetection, mode: str, size: int,
+                   geometry: str = "default") -> SourceFace:
+    """Cut/resize the source for ``mode`` to (size, size) and move the landmarks with it.
+
+    ``geometry='default'``: square boxes around the face (border replicated past the image
+    edge), so the weight-free renderer never sees a squashed face. ``'sadtalker'``: the official
+    cropper's integer boxes and resizing (:func:`sadtalker_boxes`), for SadTalker's networks.
+    """
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"preprocess={mode!r} is not one of {PREPROCESS_MODES}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry={geometry!r} is not one of {GEOMETRIES}")
     if detection.eye_distance < MIN_EYE_DISTANCE_PX:
         raise ValueError(
             f"face too small: {detection.eye_distance:.0f} px between the eyes, "
             f"need at least {MIN_EYE_DISTANCE_PX} px (use a larger or closer portrait)")
     h, w = image.shape[:2]
-    if mode == "resize":
+    if geometry == "sadtalker":
+        src, m, out_size = _prepare_sadtalker(image, detection, mode, size)
+    elif mode == "resize":
         m = np.array([[size / w, 0, 0], [0, size / h, 0]], dtype=np.float64)
         out_size = (_even(size * w / h), size)
     else:
@@ -202,8 +293,9 @@ def prepare_source(image: np.ndarray, detection: FaceDetection, mode: str, size:
         s = size / side
         m = np.array([[s, 0, size / 2 - s * cx], [0, s, size / 2 - s * cy]], dtype=np.float64)
         out_size = (size, size) if mode in ("crop", "extcrop") else (_even(w), _even(h))
-    src = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
+    if geometry == "default":
+        src = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
     lm = detection.landmarks.astype(np.float64).copy()
     xy = lm[:, :2] @ m[:, :2].T + m[:, 2]
     z = lm[:, 2] * np.sqrt(abs(np.linalg.det(m[:, :2])))
@@ -263,6 +355,8 @@ class Compositor:
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """(size, size, 3) uint8 -> (out_h, out_w, 3) uint8."""
         if self.mode in ("crop", "extcrop"):
+            if frame.shape[1::-1] != tuple(self.source.output_size):  # a non-square official box
+                return cv2.resize(frame, self.source.output_size, interpolation=cv2.INTER_LINEAR)
             return frame
         if self.mode == "resize":
             return cv2.resize(frame, self.source.output_size, interpolation=cv2.INTER_LINEAR)

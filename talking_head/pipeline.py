@@ -316,7 +316,8 @@ class TalkingHeadPipeline:
         if detection is None:
             name = "array" if isinstance(request.image, np.ndarray) else repr(str(request.image))
             raise ValueError(f"no face found in image={name}: use a clear, frontal portrait")
-        source = prepare_source(image, detection, request.preprocess, request.size)
+        geometry = "sadtalker" if engine.name == "sadtalker" else "default"
+        source = prepare_source(image, detection, request.preprocess, request.size, geometry=geometry)
         compositor = Compositor(source)
         timings["face"] = time.perf_counter() - t
         report("face", 1.0)

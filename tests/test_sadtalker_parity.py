@@ -142,3 +142,56 @@ def test_3dmm_crop_is_pil_bicubic_resize_then_crop():
     assert res.image.shape == (TARGET_SIZE, TARGET_SIZE, 3)
     assert np.array_equal(res.image, expected)
     assert np.allclose(res.trans_params, [256, 256, s, t[0], t[1]], rtol=1e-6)
+
+
+def _face_points(eye_l, eye_r, mouth_l, mouth_r) -> np.ndarray:
+    from talking_head import mesh
+
+    lm = np.zeros((mesh.N_LANDMARKS, 3), np.float32)
+    lm[np.r_[mesh.RIGHT_EYE_UPPER, mesh.RIGHT_EYE_LOWER], :2] = eye_l   # image-left eye
+    lm[np.r_[mesh.LEFT_EYE_UPPER, mesh.LEFT_EYE_LOWER], :2] = eye_r
+    lm[mesh.MOUTH_CORNERS[0], :2] = mouth_l
+    lm[mesh.MOUTH_CORNERS[1], :2] = mouth_r
+    return lm
+
+
+def test_crop_boxes_follow_the_official_cropper():
+    """Eyes (100, 100) / (140, 100), mouth corners (105, 150) / (135, 150) in a 400 x 400 image:
+    eye_to_eye (40, 0), eye_to_mouth (0, 50) -> x = (90, 0), y = (0, 90), c = (120, 105),
+    quad (30, 15)-(210, 195), qsize 180, border 18 -> outer (12, 0, 228, 213) after clipping,
+    quad box (30, 15, 210, 195)."""
+    from talking_head.face import sadtalker_boxes
+
+    lm = _face_points((100, 100), (140, 100), (105, 150), (135, 150))
+    b = sadtalker_boxes(lm, 400, 400)
+    assert b.shrink == 1 and b.outer == (12, 0, 228, 213) and b.quad == (30, 15, 210, 195)
+    # a face of over 2048 px: the official code shrinks the image by floor(qsize / 1024) first
+    big = sadtalker_boxes(lm * 12, 5000, 5000)
+    assert big.shrink == 2 and big.size == (2500, 2500)
+    assert big.quad == (180, 90, 1260, 1170)
+
+
+def test_sadtalker_geometry_prepares_the_source_as_cv2_resize_of_the_box():
+    import cv2
+
+    from talking_head.face import Compositor, FaceDetection, prepare_source
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    lm = _face_points((100, 100), (140, 100), (105, 150), (135, 150))
+    det = FaceDetection(landmarks=lm, box=(0, 0, 1, 1), detector="mediapipe")
+    src = prepare_source(img, det, "crop", 256, geometry="sadtalker")
+    assert np.array_equal(src.image, cv2.resize(img[15:195, 30:210], (256, 256)))
+    ext = prepare_source(img, det, "extcrop", 256, geometry="sadtalker")
+    assert np.array_equal(ext.image, cv2.resize(img[0:213, 12:228], (256, 256)))
+    assert ext.output_size == (256, 2 * round(256 * 213 / 216 / 2))          # the box's aspect
+    res = prepare_source(img, det, "resize", 256, geometry="sadtalker")
+    assert np.array_equal(res.image, cv2.resize(img, (256, 256))) and res.output_size == (256, 192)
+    # the affine maps landmarks the way the pixels moved: pixel centre (30, 15) -> (s/2 - 1/2, ...)
+    m = src.to_source
+    s = 256 / 180
+    assert np.allclose(m @ [30, 15, 1], [0.5 * s - 0.5, 0.5 * s - 0.5])
+    full = prepare_source(img, det, "full", 256, geometry="sadtalker")
+    out = Compositor(full)(full.image)
+    assert out.shape == (300, 400, 3)
+    assert np.array_equal(out[250:, :], img[250:, :])                      # far from the box: unchanged

@@ -152,7 +152,9 @@ def test_pipeline_end_to_end_with_sadtalker(tiny_checkpoints, media, tmp_path, p
     assert stages[0] == "face" and stages[-1] == "render"
     info = probe(res.video_path)
     assert info["audio"] and abs(info["duration"] - 0.4) < 0.1
-    assert info["video"] == ((256, 256) if preprocess == "crop" else (512, 512))  # full: astronaut size
+    # crop: SadTalker's face box, width 256 and its own aspect (181 x 182 px on the astronaut);
+    # full: the astronaut's size
+    assert info["video"] == ((256, 254) if preprocess == "crop" else (512, 512))
     assert list(adapter._engines) == [(256, MAPPING_70 if nc == 70 else MAPPING_73)]
     engine = adapter.engine_for(256, preprocess)
     assert engine.nets is load_sadtalker(tiny_checkpoints, 256, preprocess, torch.device("cpu"), cfg=TINY)

@@ -146,7 +146,7 @@ class SadTalkerAdapter:
 
         def box_of(landmarks0: np.ndarray, frame0: np.ndarray) -> np.ndarray:
             det = FaceDetection(landmarks=landmarks0, box=(0.0, 0.0, 1.0, 1.0), detector="mediapipe")
-            return prepare_source(frame0, det, source.mode, REFERENCE_SIZE).to_source
+            return prepare_source(frame0, det, source.mode, REFERENCE_SIZE, geometry="sadtalker").to_source
 
         crops = ((crop, five_point_landmarks(lm)) for crop, lm in ref.crops(box_of, REFERENCE_SIZE))
         return engine.reference_coeffs(crops)
