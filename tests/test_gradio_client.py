@@ -103,3 +103,27 @@ def test_talking_head_endpoint(client, tmp_path):
     path = video["video"] if isinstance(video, dict) else video
     assert str(path).endswith(".mp4")
     assert "frames" in timings and "render" in timings
+
+
+def test_talking_head_endpoint_batch_with_reference(client, tmp_path):
+    """Two portraits x one speech file in one call, with a reference video for blinks and pose:
+    one video per pair; a portrait without a face is reported, the other video is made."""
+    from gradio_client import handle_file
+    from skimage.data import astronaut
+
+    face = tmp_path / "face.png"
+    Image.fromarray(astronaut()).save(face)
+    wall = tmp_path / "wall.png"
+    Image.fromarray(np.full((160, 160, 3), 128, np.uint8)).save(wall)
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hello."], check=True)
+    _v, _d, _t = client.predict(image=handle_file(str(face)), audio=handle_file(str(speech)), engine="default",
+                                api_name="/talking_head")
+    ref = _v["video"] if isinstance(_v, dict) else _v
+    video, downloads, report = client.predict(
+        image=None, audio=handle_file(str(speech)), engine="default",
+        batch_images=[handle_file(str(face)), handle_file(str(wall))], batch_audios=[],
+        ref_eyeblink=handle_file(str(ref)), ref_pose=handle_file(str(ref)),
+        api_name="/talking_head")
+    assert "1 of 2 videos" in report and "failed" in report and "no face found" in report
+    assert len(downloads) == 1 and str(downloads[0]).endswith("face__speech.mp4")

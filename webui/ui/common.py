@@ -160,13 +160,17 @@ def run_with_progress(job: Callable[[Callable[[ProgressInfo], None]], ImageResul
     time.sleep(0)  # let the last update flush before the event ends
 
 
-def named_handler(fn: Callable, names: list[str], *, progress: bool = False) -> Callable:
+def named_handler(fn: Callable, names: list[str], *, progress: bool = False, optional: tuple[str, ...] = ()) -> Callable:
     """Wraps ``fn(values: dict[name, value][, progress])`` as a handler whose signature lists ``names``.
 
     Gradio reads the signature, so API clients (gradio_client) see named parameters in a fixed order and
     the handler itself never depends on positions. Generator functions stay generators (streaming).
+    ``optional`` names (trailing ones) default to None, so API clients may leave them out.
     """
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    if optional and list(names[len(names) - len(optional):]) != list(optional):
+        raise ValueError(f"optional parameters {optional} must be the last of {names}")
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) if n in optional
+              else inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
     if progress:
         params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
 
@@ -191,10 +195,11 @@ def named_handler(fn: Callable, names: list[str], *, progress: bool = False) -> 
     return wrapper
 
 
-def bind(event: Callable, fn: Callable, fields: dict, outputs, api_name, *, progress: bool = False, **kwargs):
+def bind(event: Callable, fn: Callable, fields: dict, outputs, api_name, *, progress: bool = False,
+         optional: tuple[str, ...] = (), **kwargs):
     """``event(named handler, inputs=fields in order, outputs)`` — the one way tabs wire widgets to handlers."""
-    return event(named_handler(fn, list(fields), progress=progress), inputs=list(fields.values()), outputs=outputs,
-                 api_name=api_name, **kwargs)
+    return event(named_handler(fn, list(fields), progress=progress, optional=optional), inputs=list(fields.values()),
+                 outputs=outputs, api_name=api_name, **kwargs)
 
 
 def guard(fn: Callable) -> Callable:

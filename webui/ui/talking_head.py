@@ -11,6 +11,8 @@ from webui.ui.common import bind
 
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENGINES = ("auto", "default", "sadtalker")
+# API clients may leave these out (older scripts keep working)
+OPTIONAL_FIELDS = ("ref_eyeblink", "ref_pose", "batch_images", "batch_audios", "pairing")
 
 
 def build(services: Services) -> None:
@@ -100,7 +102,7 @@ def build(services: Services) -> None:
             lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
             return str(result.video_path), [str(result.video_path)], "\n".join(lines)
         try:
-            pairs = pair_inputs([Path(p) for p in images], [Path(a) for a in audios], named["pairing"])
+            pairs = pair_inputs([Path(p) for p in images], [Path(a) for a in audios], named["pairing"] or "product")
         except ValueError as e:
             raise gr.Error(str(e)) from e
         out_dir = services.talking_head.output_path(request).with_suffix("")
@@ -115,4 +117,5 @@ def build(services: Services) -> None:
         videos = [str(i.result.video_path) for i in batch.done]
         return (videos[0] if videos else None), videos, "\n".join(lines)
 
-    bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True)
+    bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True,
+         optional=OPTIONAL_FIELDS)
