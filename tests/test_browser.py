@@ -119,3 +119,38 @@ def test_talking_head_in_browser(page, tmp_path):
     page.locator("#talk_video video").wait_for(state="visible")
     page.get_by_text("frames,", exact=False).wait_for()
     shot(page, "talking_head_result")
+
+
+def test_talking_head_batch_and_reference_in_browser(page, live_server, tmp_path):
+    """Batch uploads (two portraits, one without a face) and a reference video for head motion."""
+    import subprocess
+
+    from skimage.data import astronaut
+
+    from talking_head.pipeline import TalkingHeadRequest
+
+    _, services = live_server
+    face = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(face)
+    wall = tmp_path / "wall.png"
+    Image.fromarray(np.full((160, 160, 3), 128, np.uint8)).save(wall)
+    speech = tmp_path / "hello.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hello there."], check=True)
+    ref = tmp_path / "ref.mp4"
+    services.talking_head(TalkingHeadRequest(image=face, audio=speech, output=ref, engine="default", pose_style=5))
+    page.reload()
+    page.get_by_role("tab", name="Talking head").click()
+    page.get_by_text("Reference videos (optional)").click()
+    page.locator("#talk_ref_pose input[type=file]").set_input_files(str(ref))
+    page.get_by_text("Batch (several portraits and/or speech files)").click()
+    page.locator("#talk_batch_images input[type=file]").set_input_files([str(face), str(wall)])
+    page.locator("#talk_audio input[type=file]").set_input_files(str(speech))
+    page.locator("#talk_ref_pose video").first.wait_for(state="visible")
+    page.wait_for_timeout(1500)
+    shot(page, "talking_head_batch_inputs")
+    page.locator("#talk_generate").click()
+    page.get_by_text("of 2 videos", exact=False).wait_for()
+    page.locator("#talk_video video").wait_for(state="visible")
+    report = page.locator("#talk_timings").inner_text()
+    assert "1 of 2 videos" in report and "no face found" in report and "astronaut.png + hello.wav" in report
+    shot(page, "talking_head_batch")
