@@ -196,10 +196,12 @@ class SadTalkerBoxes:
     1/shrink). ``quad``: the face box ``crop`` mode animates; ``outer``: quad bbox + 10 % border
     (at least 3 px), clipped to the image, which ``extcrop``/``extfull`` animate."""
 
-    quad: tuple[int, int, int, int]    # x0, y0, x1, y1
+    quad: tuple[int, int, int, int]    # x0, y0, x1, y1 (clipped to the image, as slicing does)
     outer: tuple[int, int, int, int]
     shrink: int
     size: tuple[int, int]              # (width, height) of the image the boxes refer to
+    quad_size: tuple[int, int]         # the quad box's (width, height) before clipping: it sets the
+                                       # output frames' aspect in crop and extcrop (``crop_info[0]``)
 
 
 def sadtalker_boxes(landmarks: np.ndarray, width: int, height: int) -> SadTalkerBoxes:
@@ -237,13 +239,14 @@ def sadtalker_boxes(landmarks: np.ndarray, width: int, height: int) -> SadTalker
     rx, ry = min(max(q[4], q[6]), w), min(max(q[3], q[5]), w)
     lx, ly, rx, ry = int(lx), int(ly), int(rx), int(ry)
     qbox = (crop[0] + lx, crop[1] + ly, crop[0] + min(rx, crop[2] - crop[0]), crop[1] + min(ry, crop[3] - crop[1]))
-    return SadTalkerBoxes(quad=qbox, outer=crop, shrink=shrink, size=(w, h))
+    return SadTalkerBoxes(quad=qbox, outer=crop, shrink=shrink, size=(w, h), quad_size=(rx - lx, ry - ly))
 
 
 def _prepare_sadtalker(image: np.ndarray, detection: FaceDetection, mode: str, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """(source (size, size, 3), affine original -> source pixels, output size) the way the
     official code prepares it: integer boxes, ``cv2.resize`` (bilinear) of the box to size x size
-    (no aspect correction), frames later resized back to the box's aspect ratio."""
+    (no aspect correction), frames later resized to width ``size`` and the quad box's aspect ratio
+    (for extcrop too, as the official ``crop_info``), rounded to even sides for H.264."""
     h, w = image.shape[:2]
     if mode == "resize":
         box, scaled, k = (0, 0, w, h), image, 1.0
@@ -256,7 +259,8 @@ def _prepare_sadtalker(image: np.ndarray, detection: FaceDetection, mode: str, s
         bw, bh = box[2] - box[0], box[3] - box[1]
         if bw < 2 or bh < 2:
             raise ValueError("the face box lies outside the image")
-        out = (size, _even(size * bh / bw)) if mode in ("crop", "extcrop") else (_even(w), _even(h))
+        qw, qh = b.quad_size
+        out = (size, _even(size * qh / qw)) if mode in ("crop", "extcrop") else (_even(w), _even(h))
     x0, y0, x1, y1 = box
     src = cv2.resize(np.ascontiguousarray(scaled[y0:y1, x0:x1]), (size, size), interpolation=cv2.INTER_LINEAR)
     # cv2.resize's pixel-centre mapping, as an affine from original pixels to source pixels

@@ -165,6 +165,10 @@ def test_crop_boxes_follow_the_official_cropper():
     lm = _face_points((100, 100), (140, 100), (105, 150), (135, 150))
     b = sadtalker_boxes(lm, 400, 400)
     assert b.shrink == 1 and b.outer == (12, 0, 228, 213) and b.quad == (30, 15, 210, 195)
+    assert b.quad_size == (180, 180)
+    # near the bottom-right corner the quad box is cut by the image, its size (the frames' aspect) is not
+    corner = sadtalker_boxes(lm + [300, 250, 0], 460, 400)
+    assert corner.quad == (330, 265, 460, 400) and corner.quad_size == (180, 180)
     # a face of over 2048 px: the official code shrinks the image by floor(qsize / 1024) first
     big = sadtalker_boxes(lm * 12, 5000, 5000)
     assert big.shrink == 2 and big.size == (2500, 2500)
@@ -184,7 +188,7 @@ def test_sadtalker_geometry_prepares_the_source_as_cv2_resize_of_the_box():
     assert np.array_equal(src.image, cv2.resize(img[15:195, 30:210], (256, 256)))
     ext = prepare_source(img, det, "extcrop", 256, geometry="sadtalker")
     assert np.array_equal(ext.image, cv2.resize(img[0:213, 12:228], (256, 256)))
-    assert ext.output_size == (256, 2 * round(256 * 213 / 216 / 2))          # the box's aspect
+    assert ext.output_size == (256, 256)          # the quad box's aspect (180 x 180), as crop_info
     res = prepare_source(img, det, "resize", 256, geometry="sadtalker")
     assert np.array_equal(res.image, cv2.resize(img, (256, 256))) and res.output_size == (256, 192)
     # the affine maps landmarks the way the pixels moved: pixel centre (30, 15) -> (s/2 - 1/2, ...)
