@@ -39,7 +39,8 @@ _SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga"}
 
 @dataclass(frozen=True, eq=False)
 class AudioClip:
-    """Decoded speech. samples: (n_frames * 640,) float32 mono in [-1, 1] at SAMPLE_RATE."""
+    """Decoded speech. samples: (n_frames * 640,) float32 mono at SAMPLE_RATE, nominally in [-1, 1]
+    (a resampler's overshoot past +-1 is kept, as ``librosa.load`` keeps it)."""
 
     samples: np.ndarray
     n_frames: int
@@ -138,7 +139,9 @@ def load_audio(path: str | Path, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS)
                          f"({len(samples) / SAMPLE_RATE:.3f} s)")
     if n_frames / FPS > max_seconds:
         raise ValueError(f"audio={str(path)!r} is {n_frames / FPS:.1f} s long, over the limit of {max_seconds:g} s")
-    samples = np.clip(samples[: n_frames * SAMPLES_PER_FRAME], -1.0, 1.0)
+    # not clipped: librosa.load keeps a resampler's overshoot past +-1 and SadTalker's mel sees it
+    # (the muxer clips when it writes PCM)
+    samples = samples[: n_frames * SAMPLES_PER_FRAME]
     return AudioClip(samples=np.ascontiguousarray(samples), n_frames=n_frames)
 
 

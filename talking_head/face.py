@@ -335,9 +335,13 @@ class Compositor:
         self.base = base
         inv = cv2.invertAffineTransform(source.to_source)
         size = source.size
-        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inv[:, :2].T + inv[:, 2]
-        x0, y0 = np.floor(corners.min(0)).astype(int)
-        x1, y1 = np.ceil(corners.max(0)).astype(int)
+        # pixel *edges* of the frame (-0.5 .. size - 0.5 in pixel-centre coordinates) mapped back,
+        # + 0.5 to edges again: exactly the integer box for the sadtalker geometry (the official
+        # paste box), and the covering box for the default one
+        edges = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]], np.float64)
+        corners = edges @ inv[:, :2].T + inv[:, 2] + 0.5
+        x0, y0 = np.floor(corners.min(0) + 1e-6).astype(int)
+        x1, y1 = np.ceil(corners.max(0) - 1e-6).astype(int)
         self.x0, self.y0 = max(0, x0), max(0, y0)
         self.x1, self.y1 = min(ow, x1), min(oh, y1)
         if self.x1 <= self.x0 or self.y1 <= self.y0:

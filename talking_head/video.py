@@ -31,7 +31,7 @@ def ffmpeg_exe() -> str:
 def _write_wav(path: Path, clip: AudioClip) -> None:
     import soundfile as sf
 
-    sf.write(str(path), clip.samples, SAMPLE_RATE, subtype="PCM_16")
+    sf.write(str(path), np.clip(clip.samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
 
 
 def write_video(frames: Iterable[np.ndarray], clip: AudioClip, output: str | Path,

@@ -79,14 +79,17 @@ def test_dense_motion_drops_mask_weights_below_floor():
     assert not torch.allclose(out["deformation"][0], unfloored, atol=1e-6)
 
 
-@pytest.mark.parametrize("rate,channels", [(22_050, 1), (44_100, 2), (16_000, 1)])
-def test_audio_resampling_equals_librosa_load(tmp_path, rate, channels):
+@pytest.mark.parametrize("rate,channels,square", [(22_050, 1, False), (44_100, 2, False), (16_000, 1, False),
+                                                  (22_050, 1, True)])
+def test_audio_resampling_equals_librosa_load(tmp_path, rate, channels, square):
     import librosa
 
     rng = np.random.default_rng(rate)
     n = int(rate * 1.3)
     t = np.arange(n) / rate
     tone = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 7000 * t)
+    if square:  # full scale: the resampler overshoots past +-1 and librosa.load keeps it
+        tone = np.sign(np.sin(2 * np.pi * 220 * t)) * 0.99
     data = np.stack([tone + 0.01 * rng.standard_normal(n) for _ in range(channels)], 1).astype(np.float32)
     path = tmp_path / f"speech_{rate}.wav"
     sf.write(path, data, rate, subtype="FLOAT")
@@ -95,7 +98,9 @@ def test_audio_resampling_equals_librosa_load(tmp_path, rate, channels):
     assert sr == SAMPLE_RATE
     ref = ref[: len(ours)]
     assert len(ours) == (len(ref) // 640) * 640
-    assert np.allclose(ours, np.clip(ref, -1, 1), atol=1e-6)
+    assert np.allclose(ours, ref, atol=1e-6)
+    if square:
+        assert np.abs(ours).max() > 1.05
 
 
 def test_audio_through_ffmpeg_resamples_like_librosa(tmp_path):
@@ -196,6 +201,11 @@ def test_sadtalker_geometry_prepares_the_source_as_cv2_resize_of_the_box():
     s = 256 / 180
     assert np.allclose(m @ [30, 15, 1], [0.5 * s - 0.5, 0.5 * s - 0.5])
     full = prepare_source(img, det, "full", 256, geometry="sadtalker")
-    out = Compositor(full)(full.image)
+    comp = Compositor(full)
+    assert (comp.x0, comp.y0, comp.x1, comp.y1) == (30, 15, 210, 195)          # paste_pic's integer box
+    small = prepare_source(img, det, "full", 512, geometry="sadtalker")        # box upscaled, not down
+    c2 = Compositor(small)
+    assert (c2.x0, c2.y0, c2.x1, c2.y1) == (30, 15, 210, 195)
+    out = comp(full.image)
     assert out.shape == (300, 400, 3)
     assert np.array_equal(out[250:, :], img[250:, :])                      # far from the box: unchanged
