@@ -94,3 +94,11 @@ def test_cli_talk(tmp_path):
     r = run_app("talk", "--image", str(speech), "--audio", str(face), "--output", str(tmp_path / "bad.mp4"))
     assert r.returncode != 0 and "error:" in r.stderr
     assert not (tmp_path / "bad.mp4").exists()
+    # typed text instead of a speech file; the speech is kept beside the video
+    out = tmp_path / "typed.mp4"
+    r = run_app("talk", "--image", str(face), "--text", "Hello there.", "--voice", "en-us", "--rate", "200",
+                "--pitch", "40", "--output", str(out), "--still", "--engine", "default")
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 1000 and str(out.with_suffix(".wav")) in r.stdout
+    r = run_app("talk", "--image", str(face), "--text", " ", "--output", str(tmp_path / "empty.mp4"))
+    assert r.returncode != 0 and "text is empty" in r.stderr

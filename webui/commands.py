@@ -94,9 +94,15 @@ def run_talk_command(services: Services, args: argparse.Namespace) -> int:
         input_roll=args.input_roll,
         engine=args.engine,
         max_audio_seconds=services.config.limits.max_audio_seconds,
+        text=args.text,
+        voice=args.voice,
+        rate=args.rate,
+        pitch=args.pitch,
     )
     result = services.talking_head(request)
     print(result.video_path)
+    if result.speech_path:
+        print(result.speech_path)
     for stage, seconds in result.timings.items():
         print(f"{stage}: {seconds:.2f} s")
     return 0
@@ -107,6 +113,6 @@ def run_command(services: Services, command: str, args: argparse.Namespace) -> i
         if command == "talk":
             return run_talk_command(services, args)
         return run_image_command(services, command, args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ ENGINES = ("auto", "default", "sadtalker")
 
 
 def build(services: Services) -> None:
+    from talking_head import tts
     from talking_head.enhance import gfpgan_status
 
     gfpgan_ok, gfpgan_message = gfpgan_status(services.config.paths)
@@ -22,6 +23,17 @@ def build(services: Services) -> None:
             image = gr.Image(label="Source image", type="filepath", height=300, elem_id="talk_image")
             audio = gr.Audio(label="Input audio (upload or record)", sources=["upload", "microphone"],
                              type="filepath", elem_id="talk_audio")
+            with gr.Accordion("Or type the speech (text to speech, offline)", open=False):
+                text = gr.Textbox(value="", label="Text to speak (instead of the audio)", lines=3, elem_id="talk_text",
+                                  placeholder="Hello! 你好！")
+                voice = gr.Dropdown([(f"{name} ({code})", code) for code, name in tts.VOICES.items()],
+                                    value=tts.DEFAULT_VOICE, label="Voice", allow_custom_value=True,
+                                    elem_id="talk_voice")
+                with gr.Row():
+                    rate = gr.Slider(*tts.RATE_RANGE, value=tts.DEFAULT_RATE, step=5, label="Speed (words per minute)",
+                                     elem_id="talk_rate")
+                    pitch = gr.Slider(*tts.PITCH_RANGE, value=tts.DEFAULT_PITCH, step=1, label="Pitch",
+                                      elem_id="talk_pitch")
             generate = gr.Button("Generate", variant="primary", elem_id="talk_generate")
             with gr.Accordion("Settings", open=True):
                 pose_style = gr.Slider(0, 45, value=0, step=1, label="Pose style", elem_id="talk_pose_style")
@@ -44,22 +56,28 @@ def build(services: Services) -> None:
         with gr.Column():
             video = gr.Video(label="Generated video", elem_id="talk_video")
             download = gr.File(label="Download", elem_id="talk_download")
+            speech = gr.File(label="Speech (WAV, for typed text)", elem_id="talk_speech")
             timings = gr.Markdown(elem_id="talk_timings")
 
     fields = {"image": image, "audio": audio, "pose_style": pose_style, "size": size, "preprocess": preprocess,
               "still": still, "blink": blink, "expression_scale": expression_scale, "enhancer": enhancer,
-              "engine": engine, "seed": seed}
+              "engine": engine, "seed": seed, "text": text, "voice": voice, "rate": rate, "pitch": pitch}
 
     def run(named: dict, progress: gr.Progress):
         from talking_head.pipeline import TalkingHeadRequest
 
         if not named["image"]:
             raise gr.Error("Upload a source image (a portrait) first")
-        if not named["audio"]:
-            raise gr.Error("Upload or record a speech file first")
+        typed = named.get("text") or None
+        if not named["audio"] and not typed:
+            raise gr.Error("Upload or record a speech file, or type a text to speak, first")
         request = TalkingHeadRequest(
             image=Path(named["image"]),
-            audio=Path(named["audio"]),
+            audio=Path(named["audio"]) if named["audio"] else None,
+            text=typed,
+            voice=named.get("voice") or tts.DEFAULT_VOICE,
+            rate=int(named.get("rate") or tts.DEFAULT_RATE),
+            pitch=int(tts.DEFAULT_PITCH if named.get("pitch") is None else named["pitch"]),
             output=None,
             size=int(named["size"]),
             preprocess=named["preprocess"],
@@ -78,6 +96,7 @@ def build(services: Services) -> None:
             raise gr.Error(str(e)) from e
         lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
         lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
-        return str(result.video_path), str(result.video_path), "\n".join(lines)
+        spoken = str(result.speech_path) if result.speech_path else None
+        return str(result.video_path), str(result.video_path), "\n".join(lines), spoken
 
-    bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True)
+    bind(generate.click, run, fields, [video, download, timings, speech], "talking_head", progress=True)
