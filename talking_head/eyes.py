@@ -2,11 +2,10 @@
 
 A blink is a motion of the mesh, not a drawing:
 
-* :meth:`EyeLids.displacement` moves the upper-lid landmarks down to a closing line near the
-  lower lid (``CLOSE_AT`` of the opening) and the lower lid up to meet them; the lid skin above
-  follows with a falloff (crease and below-brow skin stretch a little, the brow barely moves),
-  and points inside the opening (the iris landmarks) are squeezed onto the closing line so the
-  mesh never folds.  The warp thereby stretches the lid's real texture over the eye, and the
+* :meth:`EyeLids.displacement` moves the upper-lid landmarks down onto the lower lid (a little
+  past it, ``CLOSE_AT``); the lid skin above follows with a falloff (the crease stretches, the
+  brow and glasses stay), and points inside the opening (the iris landmarks) go down under the
+  closing lid.  The warp thereby stretches the lid's real texture over the eye, and the
   source's own lashes travel down with the lid margin.
 * :meth:`EyeLids.composite` keeps the eyeball itself from being squashed: inside the part of the
   opening that is still open it shows the source's eye (iris, whites) moved only with the head,
@@ -24,9 +23,10 @@ import numpy as np
 from talking_head import mesh
 from talking_head.mouth import _aa_mask, _blur, _fit_affine
 
-CLOSE_AT = 0.88          # the closed lid line lies this far down the opening (lower lid rises the rest)
-SKIN_FALLOFF = 2.2       # lid skin above the margin follows up to this many opening heights
-BELOW_FALLOFF = 1.2      # skin below the lower lid follows its small rise up to this many heights
+CLOSE_AT = 1.08          # the lid margin closes this far down the opening: a little past the lower-lid
+                         # landmarks, which sit slightly inside the visible eye (the overlap is drawn
+                         # lid-over-eye by render._exact_patch; the lower lid stays where it is)
+SKIN_FALLOFF = 1.3       # lid skin above the margin follows up to this many opening heights (not the brow, not glasses)
 LASH_DARKEN = 0.15       # lash-line multiply at a full blink (0 = none)
 
 EYES = ((mesh.RIGHT_EYE_UPPER, mesh.RIGHT_EYE_LOWER), (mesh.LEFT_EYE_UPPER, mesh.LEFT_EYE_LOWER))
@@ -54,7 +54,7 @@ class EyeLids:
             h_ref = float(max((v_lo - v_up).max(), 1.0))
             self.heights.append(h_ref)
             inside = (u > ku[0]) & (u < ku[-1]) & (v > v_up.min() - SKIN_FALLOFF * h_ref * 1.5) \
-                & (v < v_lo.max() + BELOW_FALLOFF * h_ref)
+                & (v <= v_lo.max())
             for j in np.flatnonzero(inside):
                 top = np.interp(u[j], ku, v_up)
                 bot = np.interp(u[j], ku, v_lo)
@@ -63,14 +63,14 @@ class EyeLids:
                 if v[j] <= top:      # lid skin above the margin
                     x = min(1.0, (top - v[j]) / (SKIN_FALLOFF * h_ref))
                     w = CLOSE_AT * (1.0 - x * x * (3.0 - 2.0 * x))  # smoothstep: the lashes ride along
-                elif v[j] <= bot:    # inside the opening: squeeze onto the closing line
-                    w = CLOSE_AT - (v[j] - top) / h
-                else:                # below the lower lid: follows its small rise
-                    w = -(1 - CLOSE_AT) * max(0.0, 1.0 - (v[j] - bot) / (BELOW_FALLOFF * h_ref))
+                elif v[j] <= bot:    # inside the opening (iris points): go under the closing lid
+                    w = CLOSE_AT * (1.0 - (v[j] - top) / h)
+                else:                # below the lower lid: stays
+                    w = 0.0
                 disp[j] = w * d
             margin = lm[lower[1:-1]] - lm[upper[1:-1]]  # the lid margins exactly
             disp[upper[1:-1]] = CLOSE_AT * margin
-            disp[lower[1:-1]] = -(1 - CLOSE_AT) * margin
+            disp[lower[1:-1]] = 0.0
             self.fields.append(disp)
 
     def displacement(self, blinks: tuple[float, float]) -> np.ndarray:
@@ -94,7 +94,8 @@ class EyeLids:
             shape = (y1 - y0, x1 - x0)
             roi = frame[y0:y1, x0:x1].astype(np.float32)
             # 1. the eyeball: source pixels moved like the lower lid and the corners (no squash)
-            open_mask = _aa_mask([poly], shape, off) * float(np.clip((1.0 - b) * 4.0, 0.0, 1.0))
+            still_open = float(np.clip((1.0 / CLOSE_AT - b) * 5.0, 0.0, 1.0))  # 0 once the lid reaches the lower lid
+            open_mask = _aa_mask([poly], shape, off) * still_open
             if open_mask.max() > 0:
                 a = _fit_affine(self.lm0[lower], lm[lower])
                 a[:, 2] -= off

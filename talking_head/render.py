@@ -141,9 +141,13 @@ class FaceRenderer:
         k = s / fs
         tri = Delaunay(pts2d, qhull_options="QJ")
         self.simplices = tri.simplices
-        # triangles a blink moves (exact local inverse warp for them, see _exact_patch)
-        self.eye_tris = [np.flatnonzero((np.abs(f).sum(1) > 1e-6)[np.minimum(tri.simplices, self.n_lm - 1)]
-                                        .any(1) & (tri.simplices < self.n_lm).all(1)) for f in self.lids.fields]
+        # triangles a blink moves (exact local inverse warp for them, see _exact_patch), drawn in
+        # order of how far they move: the lid's skin last, over the eye it closes
+        self.eye_tris = []
+        for f in self.lids.fields:
+            move = np.linalg.norm(f, axis=1)[np.minimum(tri.simplices, self.n_lm - 1)]
+            ids = np.flatnonzero((move > 1e-6).any(1) & (tri.simplices < self.n_lm).all(1))
+            self.eye_tris.append(ids[np.argsort(move[ids].mean(1), kind="stable")])
         # Triangle index per field pixel by rasterising the triangles (much faster and more
         # robust than Delaunay.find_simplex on 65k points); barycentrics from tri.transform.
         shift = 4
@@ -265,8 +269,13 @@ class FaceRenderer:
         same barycentric coordinates in its triangle.  Degenerate target triangles draw nothing."""
         simp = self.simplices[tris]
         tgt = pts[simp]                                            # (n, 3, 2) target vertices
-        e1, e2 = tgt[:, 1] - tgt[:, 0], tgt[:, 2] - tgt[:, 0]
-        keep = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) > 0.05
+
+        def signed_area(t: np.ndarray) -> np.ndarray:
+            e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+            return e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+
+        # triangles squeezed flat or turned over (the eye under a closing lid) draw nothing
+        keep = signed_area(tgt) * np.sign(signed_area(self.points2d[simp])) > 0.05
         simp, tgt = simp[keep], tgt[keep]
         if not len(simp):
             return
