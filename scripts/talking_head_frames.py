@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--portrait", default="astronaut")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--pose-style", type=int, default=31)
-    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--preprocess", default=None, help="default: crop (resize for the tight lfw face)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "talking-head-frames.png")
     ap.add_argument("--frames-dir", type=Path)

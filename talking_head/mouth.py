@@ -108,6 +108,7 @@ class MouthInterior:
         self.cavity_deep = red * 0.08   # back of the mouth
         self.tongue_rgb = red * 0.62
         self._split = self._teeth_split(img, up, lo) if self.has_teeth else 1.0
+        self._layers = self._teeth_layers() if self.has_teeth else []
         rng = np.random.default_rng(0)
         self.grain = cv2.GaussianBlur(rng.normal(0.0, 1.6, (self.size, self.size)).astype(np.float32), (0, 0), 0.6)
         self.grain_sigma = self._grain_sigma(roi, outer, inner)
@@ -231,7 +232,7 @@ class MouthInterior:
         # 2./3. teeth: the photo's own, moved with the lips, or synthesized from its colours
         out = out + self.grain[y0:y1, x0:x1, None] * self.grain_sigma
         if self.has_teeth:
-            out = self._own_teeth(out, up, lo, off, shape)
+            out = self._own_teeth(out, lm, off, shape)
         else:
             out = self._synth_upper(out, up, down, gap, mw, off, shape)
 
@@ -240,26 +241,33 @@ class MouthInterior:
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi + alpha[..., None] * (out - roi) + 0.5, 0, 255).astype(np.uint8)
 
-    def _own_teeth(self, out, up, lo, off, shape):
-        """Source pixels of the opening: upper part moved with the upper lip, lower with the jaw."""
+    def _teeth_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(inner-lip landmark ids that carry it, (size, size) float32 coverage in the source) per
+        layer of the photo's own teeth: the lower row (with the jaw) first, the upper row last."""
         up0, lo0 = self.lm0[mesh.INNER_UPPER_LIP], self.lm0[mesh.INNER_LOWER_LIP]
         split0 = up0 + (lo0 - up0) * self._split
         lift = np.array([0.0, -2.0])  # take the lip edge along: no seam where the teeth meet the lip
         bottom = split0 - lift * 0.5 if self._split >= 1.0 else split0
-        upper_src = np.concatenate([up0 + lift, bottom[::-1]])
-        layers = [(mesh.INNER_UPPER_LIP, up, upper_src)]
+        polys = [(mesh.INNER_UPPER_LIP, np.concatenate([up0 + lift, bottom[::-1]]))]
         if self._split < 1.0:
-            layers.insert(0, (mesh.INNER_LOWER_LIP, lo, np.concatenate([split0, (lo0 - lift)[::-1]])))
-        for idx, target, src_poly in layers:
-            a = _fit_affine(self.lm0[idx][2:-2], target[2:-2])  # corners follow the jaw: left out
+            polys.insert(0, (mesh.INNER_LOWER_LIP, np.concatenate([split0, (lo0 - lift)[::-1]])))
+        layers = []
+        for idx, poly in polys:
+            x0, y0, x1, y1 = self._box(poly, 2.0)
+            m = np.zeros((self.size, self.size), np.float32)
+            m[y0:y1, x0:x1] = _aa_mask([poly], (y1 - y0, x1 - x0), np.array([x0, y0], np.float64))
+            layers.append((idx, m))
+        return layers
+
+    def _own_teeth(self, out, lm, off, shape):
+        """Source pixels of the opening: upper row moved with the upper lip, lower row with the jaw."""
+        for idx, m_src in self._layers:
+            a = _fit_affine(self.lm0[idx][2:-2], lm[idx][2:-2])  # corners follow the jaw: left out
             a[:, 2] -= off
-            pix = cv2.warpAffine(self.image, a, (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-            sx0, sy0, sx1, sy1 = self._box(src_poly, 2.0)
-            m_src = np.zeros((self.size, self.size), np.float32)
-            m_src[sy0:sy1, sx0:sx1] = _aa_mask([src_poly], (sy1 - sy0, sx1 - sx0), np.array([sx0, sy0], np.float64))
-            m = cv2.warpAffine(m_src, a, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-            out = out + m * (pix - out)
+            size = (shape[1], shape[0])
+            pix = cv2.warpAffine(self.image, a, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            m = cv2.warpAffine(m_src, a, size, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+            out = out + m * (pix.astype(np.float32) - out)
         return out
 
     def _teeth(self, out, edge, inward, height, mw, off, shape, brightness, reach):

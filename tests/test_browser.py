@@ -119,3 +119,22 @@ def test_talking_head_in_browser(page, tmp_path):
     page.locator("#talk_video video").wait_for(state="visible")
     page.get_by_text("frames,", exact=False).wait_for()
     shot(page, "talking_head_result")
+
+
+def test_talking_head_typed_text_in_browser(page, tmp_path):
+    """No speech file: a typed script is spoken (espeak-ng), the video and the WAV come back."""
+    from skimage.data import astronaut
+
+    face = tmp_path / "face.png"
+    Image.fromarray(astronaut()).save(face)
+    page.reload()
+    page.get_by_role("tab", name="Talking head").click()
+    page.locator("#talk_image input[type=file]").set_input_files(str(face))
+    page.locator("#talk_image img").first.wait_for(state="visible")
+    page.get_by_text("Or type the speech", exact=False).click()
+    page.locator("#talk_text textarea").fill("Good morning, team. This is typed text.")
+    page.wait_for_timeout(300)
+    page.locator("#talk_generate").click()
+    page.locator("#talk_video video").wait_for(state="visible")
+    page.locator("#talk_speech").get_by_text(".wav", exact=False).first.wait_for()
+    shot(page, "talking_head_typed_text")
