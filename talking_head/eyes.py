@@ -10,8 +10,9 @@ A blink is a motion of the mesh, not a drawing:
 * :meth:`EyeLids.composite` keeps the eyeball itself from being squashed: inside the part of the
   opening that is still open it shows the source's eye (iris, whites) moved only with the head,
   so a half-closed frame shows the upper part of the iris hidden under the lid, as in a real
-  half blink.  Along the moving lid margin the lash line darkens softly (a blurred multiply,
-  strongest when closed) -- there are no painted shapes and no outlines.
+  half blink.  Along the moving lid margin the edge is softened to the photo's own blur and the
+  lash line darkens softly (a blurred multiply, strongest when closed) -- there are no painted
+  shapes and no outlines.
 
 Landmark arrays are (478, 2+) pixels; blink amounts are 0 (open) .. 1 (closed).
 """
@@ -108,6 +109,9 @@ class EyeLids:
             margin = np.round((lm[upper] - off) * 4).astype(np.int32)
             cv2.polylines(line, [margin], False, 1.0, max(1, int(round(1.6 * k))), cv2.LINE_AA, 2)
             line = _blur(line, 0.9 * k)
-            line *= LASH_DARKEN * min(1.0, b) / max(float(line.max()), 1e-6)
-            roi = roi * (1.0 - line[..., None])
+            line /= max(float(line.max()), 1e-6)
+            # the lid's edge is as soft as the photo: blend a blurred copy in along the margin
+            soft = line[..., None] * min(1.0, 2.0 * b)
+            roi = roi + soft * (cv2.GaussianBlur(roi, (0, 0), 0.8 * k) - roi)
+            roi = roi * (1.0 - (LASH_DARKEN * min(1.0, b)) * line[..., None])
             frame[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)

@@ -13,8 +13,9 @@ The mesh warp moves the lips; the inner-lip polygon it opens is filled here, bac
 
 Synthesized teeth take their colour from the photo (its own teeth, else the whites of the eyes)
 and are shaded darker towards the mouth corners and under the lip; nothing has an outline, and
-the whole interior is feathered into the lips.  At rest (``jaw_open = 0``) a source that shows
-teeth is reproduced exactly; a closed mouth stays closed (nothing is drawn).
+the whole interior is feathered into the lips.  At rest (``jaw_open = 0``) the photo's mouth is
+reproduced exactly: an open one keeps its own inside (teeth or darkness) and moves it with the
+lips, and a closed one stays closed.
 
 All colours are float32 RGB 0..255; landmark arrays are (478, 2+) pixels of the rendered frame.
 """
@@ -96,8 +97,10 @@ class MouthInterior:
         luma = _luma(opening) if len(opening) else np.zeros(0)
         lip_luma = float(_luma(self.lip_rgb))
         bright = luma > max(lip_luma * 1.1, 90.0)
-        self.has_teeth = (self.src_gap > MIN_OPEN_GAP * mw and len(opening) >= 12
-                          and bright.mean() >= TEETH_MIN_SHARE)
+        # an open mouth in the photo is kept as it is (its teeth, or its own dark inside) and moved
+        # with the lips; only a closed one needs a synthesized inside
+        self.own_inside = self.src_gap > MIN_OPEN_GAP * mw and len(opening) >= 12
+        self.has_teeth = self.own_inside and bright.mean() >= TEETH_MIN_SHARE
         if self.has_teeth:
             self.teeth_rgb = np.median(opening[bright], 0)
         else:
@@ -108,7 +111,7 @@ class MouthInterior:
         self.cavity_deep = red * 0.08   # back of the mouth
         self.tongue_rgb = red * 0.62
         self._split = self._teeth_split(img, up, lo) if self.has_teeth else 1.0
-        self._layers = self._teeth_layers() if self.has_teeth else []
+        self._layers = self._teeth_layers() if self.own_inside else []
         rng = np.random.default_rng(0)
         self.grain = cv2.GaussianBlur(rng.normal(0.0, 1.6, (self.size, self.size)).astype(np.float32), (0, 0), 0.6)
         self.grain_sigma = self._grain_sigma(roi, outer, inner)
@@ -191,7 +194,7 @@ class MouthInterior:
         up, lo = lm[mesh.INNER_UPPER_LIP], lm[mesh.INNER_LOWER_LIP]
         mid = len(up) // 2
         gap = float(np.linalg.norm(lo[mid] - up[mid]))
-        if gap < 0.75 and not self.has_teeth:
+        if gap < 0.75 and not self.own_inside:
             return
         mw = float(np.linalg.norm(up[-1] - up[0]))
         poly = np.concatenate([up, lo[::-1]])
@@ -231,44 +234,59 @@ class MouthInterior:
 
         # 2./3. teeth: the photo's own, moved with the lips, or synthesized from its colours
         out = out + self.grain[y0:y1, x0:x1, None] * self.grain_sigma
-        if self.has_teeth:
+        if self.own_inside:
             out = self._own_teeth(out, lm, off, shape)
         else:
             out = self._synth_upper(out, up, down, gap, mw, off, shape)
 
         # 4. feather into the lips
-        alpha = opening if self.has_teeth else _blur(opening, 0.6 * feather) * np.clip(opening * 4, 0, 1)
+        # (at rest the photo's own inside equals the frame there, so feathering changes nothing)
+        alpha = _blur(opening, 0.6 * feather) * np.clip(opening * 4, 0, 1)
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi + alpha[..., None] * (out - roi) + 0.5, 0, 255).astype(np.uint8)
 
-    def _teeth_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(inner-lip landmark ids that carry it, (size, size) float32 coverage in the source) per
-        layer of the photo's own teeth: the lower row (with the jaw) first, the upper row last."""
+    def _teeth_layers(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per layer of the photo's own inside, the lower row (with the jaw) first, the upper row last:
+        (inner-lip landmark ids that carry it, source coverage at rest, source coverage once open).
+
+        Both coverages are (size, size) float32.  At rest the upper layer reaches a pixel into the
+        lower lip, so the photo's mouth comes back exactly; once the jaw opens it stops half a pixel
+        above the lower lip, so the teeth do not carry a pink rim away from it."""
         up0, lo0 = self.lm0[mesh.INNER_UPPER_LIP], self.lm0[mesh.INNER_LOWER_LIP]
         split0 = up0 + (lo0 - up0) * self._split
         lift = np.array([0.0, -2.0])  # take the lip edge along: no seam where the teeth meet the lip
-        bottom = split0 - lift * 0.5 if self._split >= 1.0 else split0
-        polys = [(mesh.INNER_UPPER_LIP, np.concatenate([up0 + lift, bottom[::-1]]))]
-        if self._split < 1.0:
-            polys.insert(0, (mesh.INNER_LOWER_LIP, np.concatenate([split0, (lo0 - lift)[::-1]])))
-        layers = []
-        for idx, poly in polys:
+
+        def cover(poly: np.ndarray) -> np.ndarray:
             x0, y0, x1, y1 = self._box(poly, 2.0)
             m = np.zeros((self.size, self.size), np.float32)
             m[y0:y1, x0:x1] = _aa_mask([poly], (y1 - y0, x1 - x0), np.array([x0, y0], np.float64))
-            layers.append((idx, m))
+            return m
+
+        rest = cover(np.concatenate([up0 + lift, (split0 - lift * 0.5)[::-1]]))
+        opened = cover(np.concatenate([up0 + lift, (split0 + lift * 0.25)[::-1]]))
+        layers = [(mesh.INNER_UPPER_LIP, rest, opened)]
+        if self._split < 1.0:
+            lower = cover(np.concatenate([split0, (lo0 - lift)[::-1]]))
+            layers.insert(0, (mesh.INNER_LOWER_LIP, lower, lower))
         return layers
 
     def _own_teeth(self, out, lm, off, shape):
         """Source pixels of the opening: upper row moved with the upper lip, lower row with the jaw."""
-        for idx, m_src in self._layers:
+        gap = float(np.linalg.norm(lm[mesh.LOWER_LIP_MID] - lm[mesh.UPPER_LIP_MID]))
+        opened = float(np.clip(gap - self.src_gap * self._scale(lm), 0.0, 1.0))  # pixels beyond the rest gap
+        size = (shape[1], shape[0])
+        for idx, m_rest, m_open in self._layers:
             a = _fit_affine(self.lm0[idx][2:-2], lm[idx][2:-2])  # corners follow the jaw: left out
             a[:, 2] -= off
-            size = (shape[1], shape[0])
             pix = cv2.warpAffine(self.image, a, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            m_src = m_rest if opened <= 0 else m_rest + opened * (m_open - m_rest)
             m = cv2.warpAffine(m_src, a, size, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
             out = out + m * (pix.astype(np.float32) - out)
         return out
+
+    def _scale(self, lm: np.ndarray) -> float:
+        """Mouth-width ratio of the frame to the source (head nearer or farther)."""
+        return float(np.linalg.norm(lm[61] - lm[291])) / max(self.mouth_width, 1e-6)
 
     def _teeth(self, out, edge, inward, height, mw, off, shape, brightness, reach):
         """A row of shaded teeth hanging from ``edge`` (inner-lip points) towards ``inward``.
