@@ -304,8 +304,12 @@ class FaceRenderer:
         my = np.zeros(index.shape, np.float32)
         mx[ys, xs], my[ys, xs] = src[:, 0], src[:, 1]
         vals = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        covered = index >= 0
-        frame[y0:y1, x0:x1][covered] = vals[covered]
+        # feather into the field warp over a few pixels at the patch border (no seam where they meet)
+        covered = np.pad(index >= 0, 1).astype(np.uint8)
+        alpha = np.clip(cv2.distanceTransform(covered, cv2.DIST_L2, 3)[1:-1, 1:-1] / (3.0 * self.size / 256), 0, 1)
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        frame[y0:y1, x0:x1] = np.clip(roi + alpha[..., None] * (vals.astype(np.float32) - roi) + 0.5, 0, 255
+                                      ).astype(np.uint8)
 
     def frames(self, coeffs: Coeffs) -> Iterator[np.ndarray]:
         for i in range(coeffs.n_frames):
