@@ -64,6 +64,16 @@ def _fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.column_stack([m, dc - m @ sc])
 
 
+def _smooth(curve: np.ndarray, steps: int = 4) -> np.ndarray:
+    """(N, 2) polyline -> ((N - 1) * steps + 1, 2) Catmull-Rom curve through the same points."""
+    p = np.concatenate([2 * curve[:1] - curve[1:2], curve, 2 * curve[-1:] - curve[-2:-1]])
+    t = (np.arange(steps) / steps)[:, None, None]
+    p0, p1, p2, p3 = p[:-3][None], p[1:-2][None], p[2:-1][None], p[3:][None]
+    seg = 0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                 + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3)                  # (steps, N - 1, 2)
+    return np.concatenate([seg.transpose(1, 0, 2).reshape(-1, 2), curve[-1:]])
+
+
 def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     if sigma < 0.2:
         return a
@@ -197,7 +207,7 @@ class MouthInterior:
         if gap < 0.75 and not self.own_inside:
             return
         mw = float(np.linalg.norm(up[-1] - up[0]))
-        poly = np.concatenate([up, lo[::-1]])
+        poly = np.concatenate([_smooth(up), _smooth(lo)[::-1]])  # rounded, not the landmark polyline
         x0, y0, x1, y1 = self._box(poly, 0.04 * mw)
         if x1 - x0 < 3 or y1 - y0 < 3:
             return
