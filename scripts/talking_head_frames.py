@@ -1,7 +1,7 @@
 """Sample frames of the weight-free talking head, cut from a real output MP4 (docs/talking-head-frames.png).
 
-    python scripts/talking_head_frames.py [--portrait astronaut|hopper|lfw] [--size 512] [--out docs/talking-head-frames.png]
-                                          [--frames-dir DIR]
+    python scripts/talking_head_frames.py [--portrait astronaut|hopper|lfw] [--size 512]
+                                          [--out docs/talking-head-frames.png] [--frames-dir DIR]
 
 Speaks a sentence with espeak-ng (offline), renders it through the pipeline, decodes the MP4 with
 the bundled ffmpeg and picks five frames from the clip's own coefficients: mouth closed (silence),

@@ -172,7 +172,8 @@ def test_closed_mouth_stays_closed_then_opens_onto_a_shaded_interior(closed_mout
 
 # ------------------------------------------------------------------------- text to speech
 @needs_espeak
-@pytest.mark.parametrize("voice,text", [("en", "Hello, my name is Anna."), ("cmn", "你好，我的名字是安娜。")])
+@pytest.mark.parametrize("voice,text", [("en", "Hello, my name is Anna."),
+                                        ("cmn", "你好，我的名字是安娜。")])
 def test_tts_speaks_offline(voice, text):
     from talking_head.audio import SAMPLE_RATE, SAMPLES_PER_FRAME
     from talking_head.tts import SpeechRequest, synthesize
