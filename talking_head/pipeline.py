@@ -1,6 +1,7 @@
 """Talking head: portrait + speech -> MP4, in six numbered stages.
 
     request = TalkingHeadRequest(image="face.png", audio="speech.wav", size=256)
+    request = TalkingHeadRequest(image="face.png", text="你好", voice="cmn")  # or speak a typed text
     pipeline = TalkingHeadPipeline(outputs_dir="outputs/talking-head")   # models load once
     result = pipeline(request, progress=lambda stage, fraction: ...)
 
