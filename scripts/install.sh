@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything into ./.venv from package registries only (nothing is downloaded at run time).
-#   bash scripts/install.sh          # the app
-#   bash scripts/install.sh --test   # the app + test tools (Debian chromium and espeak-ng, pytest, playwright)
+#   bash scripts/install.sh          # the app (+ Debian espeak-ng: text to speech in the talking-head tab)
+#   bash scripts/install.sh --test   # the app + test tools (Debian chromium, pytest, playwright)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_TESTS=0
@@ -17,15 +17,15 @@ if [ -z "$PY" ]; then
 fi
 [ -n "$PY" ] || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
+need=()
+command -v espeak-ng >/dev/null || need+=(espeak-ng)   # the app's offline text to speech (en, cmn, ...)
 if [ "$WITH_TESTS" = 1 ]; then
-  need=()
   command -v chromium >/dev/null || need+=(chromium)
-  command -v espeak-ng >/dev/null || need+=(espeak-ng)
-  if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -29,7 +29,7 @@ class BatchItem:
 
     index: int
     image: Path
-    audio: Path
+    audio: Path | None        # None: the template's typed text is spoken
     output: Path
     result: Any = None        # TalkingHeadResult when it worked
     error: str | None = None  # the message when it failed
@@ -94,7 +94,7 @@ def output_names(pairs: Sequence[tuple[Path, Path]], out_dir: Path) -> list[Path
     seen: dict[str, int] = {}
     names = []
     for image, audio in pairs:
-        stem = f"{image.stem}__{audio.stem}"
+        stem = f"{image.stem}__{audio.stem if audio is not None else 'text'}"
         n = seen.get(stem, 0) + 1
         seen[stem] = n
         names.append(out_dir / (f"{stem}.mp4" if n == 1 else f"{stem}-{n}.mp4"))

@@ -1,6 +1,7 @@
 """Talking head: portrait + speech -> MP4, in six numbered stages.
 
     request = TalkingHeadRequest(image="face.png", audio="speech.wav", size=256)
+    request = TalkingHeadRequest(image="face.png", text="你好", voice="cmn")  # or speak a typed text
     pipeline = TalkingHeadPipeline(outputs_dir="outputs/talking-head")   # models load once
     result = pipeline(request, progress=lambda stage, fraction: ...)
 
@@ -26,7 +27,8 @@ from talking_head.audio import DEFAULT_MAX_AUDIO_SECONDS, FPS, SAMPLE_RATE, Audi
 from talking_head.coeffs import N_POSE_STYLES, Coeffs, MotionOptions, generate_coeffs
 from talking_head.face import PREPROCESS_MODES, Compositor, FaceLandmarker, SourceFace, prepare_source
 from talking_head.reference import References, apply_mesh_motion, load_references
-from talking_head.video import write_video
+from talking_head.tts import DEFAULT_PITCH, DEFAULT_RATE, DEFAULT_VOICE, SpeechRequest, synthesize
+from talking_head.video import write_video, write_wav
 
 __all__ = ["FPS", "SAMPLE_RATE", "SIZES", "ENGINES", "ENHANCERS", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE",
            "TalkingHeadRequest", "TalkingHeadResult", "TalkingHeadPipeline", "Engine", "DefaultEngine",
@@ -50,7 +52,7 @@ class TalkingHeadRequest:
     """One talking-head job.  Built from named widgets / CLI flags, validated by check_inputs."""
 
     image: str | Path | np.ndarray          # portrait: a path, or (H, W, 3) uint8 RGB
-    audio: str | Path                       # speech: wav, mp3, m4a, ogg, flac
+    audio: str | Path | None = None         # speech: wav, mp3, m4a, ogg, flac (or give ``text``)
     output: str | Path | None = None        # mp4 path; None = unique file in the pipeline's outputs_dir
     size: int = 256                         # face render size, 256 or 512
     preprocess: str = "crop"                # crop | extcrop | resize | full | extfull
@@ -67,6 +69,14 @@ class TalkingHeadRequest:
     max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
     ref_eyeblink: str | Path | None = None  # video whose eye blinks replace the random ones
     ref_pose: str | Path | None = None      # video whose head motion drives the pose
+    text: str | None = None                 # a script to speak (espeak-ng, offline) instead of ``audio``
+    voice: str = DEFAULT_VOICE              # espeak-ng voice: 'en', 'cmn', ... (talking_head.tts.VOICES)
+    rate: int = DEFAULT_RATE                # speaking rate, words per minute (80..450)
+    pitch: int = DEFAULT_PITCH              # 0..99, 50 = the voice's normal pitch
+
+    def speech(self) -> SpeechRequest | None:
+        return None if self.text is None else SpeechRequest(text=self.text, voice=self.voice,
+                                                            rate=self.rate, pitch=self.pitch)
 
     def motion_options(self) -> MotionOptions:
         tup = lambda v: None if v is None else tuple(float(x) for x in v)  # noqa: E731
@@ -84,6 +94,7 @@ class TalkingHeadResult:
     frames: int                      # number of video frames
     duration: float                  # seconds (= frames / FPS)
     engine: str = "default"
+    speech_path: Path | None = None  # the spoken text as a 16 kHz WAV beside the video (text requests)
 
 
 @runtime_checkable
@@ -173,6 +184,7 @@ def check_inputs(request: TalkingHeadRequest, max_image_pixels: int = MAX_IMAGE_
     """Validate every field; returns the decoded (H, W, 3) uint8 image and the AudioClip.
 
     Raises ValueError naming the bad value.  Does not look for the face (stage 1 does).
+    A ``text`` request is spoken here (espeak-ng, into memory), so its length is checked too.
     """
     r = request
     if r.size not in SIZES:
@@ -201,6 +213,12 @@ def check_inputs(request: TalkingHeadRequest, max_image_pixels: int = MAX_IMAGE_
         v = getattr(r, name)
         if v is not None and not Path(v).is_file():
             raise ValueError(f"{name}={str(v)!r} does not exist")
+    if r.text is not None:
+        if r.audio is not None:
+            raise ValueError("give either audio or text, not both")
+        return image, synthesize(r.speech(), max_seconds=r.max_audio_seconds)
+    if r.audio is None:
+        raise ValueError("audio is missing: upload a speech file or type a text to speak")
     audio_path = Path(r.audio)
     if not audio_path.is_file():
         raise ValueError(f"audio={str(audio_path)!r} does not exist")
@@ -371,10 +389,14 @@ class TalkingHeadPipeline:
             timings["enhance"] = max(0.0, timings["enhance"] - timings.get("render", 0.0))
         streamed = sum(timings.get(k, 0.0) for k in ("render", "enhance", "paste"))
         timings["mux"] = max(0.0, mux_total - streamed)
+        speech_path = None
+        if request.text is not None:  # keep the spoken text beside the video, for download
+            speech_path = output.with_suffix(".wav")
+            write_wav(speech_path, clip)
         timings["total"] = time.perf_counter() - t0
         report("render", 1.0)
         return TalkingHeadResult(video_path=output, coeffs=coeffs, timings=timings, frames=written,
-                                 duration=written / FPS, engine=engine.name)
+                                 duration=written / FPS, engine=engine.name, speech_path=speech_path)
 
     def close(self) -> None:
         self.landmarker.close()

@@ -15,9 +15,9 @@ Per frame (``render``), cheap:
   2. forward displacement field = sparse matrix x point displacements;
   3. invert it by fixed-point steps (x <- y - d(x), then damped; each one cv2.remap);
   4. cv2.remap of the source with float32 maps (upsampled for 512);
-  5. synthesize the mouth interior inside the moved inner-lip polygon (dark cavity,
-     tongue, upper teeth under the upper lip, lower teeth on the lower lip) and shade the
-     eyelids on blinks.
+  5. the mouth interior (:mod:`talking_head.mouth`: the photo's own teeth moved with the lips,
+     or a shaded synthesized interior) and, on blinks, the eyeball under the moving lid and a
+     soft lash line (:mod:`talking_head.eyes`; the lid itself is the warped skin).
 """
 from __future__ import annotations
 
@@ -30,21 +30,18 @@ from scipy.spatial import Delaunay
 
 from talking_head import mesh
 from talking_head.coeffs import Coeffs
+from talking_head.eyes import EyeLids
 from talking_head.face import SourceFace
+from talking_head.mouth import MouthInterior
 
 FIELD_SIZE = 256        # displacement field resolution (upsampled to the frame size)
-JAW_GAP = 0.55          # inner-lip gap at jaw_open = 1, in mouth widths
+JAW_GAP = 0.45          # inner-lip gap at jaw_open = 1, in mouth widths
 RING_SCALES = (1.35, 1.8)
 RING_FOLLOW_HEAD = ((1.0, 0.5), (0.55, 0.15))  # (above mouth, below mouth) per ring
+RING_FOLLOW_JAW = (0.45, 0.12)  # below the mouth the rings follow the jaw this much (no fold under the chin)
 HEAD_CENTRE_DEPTH = 0.6  # rotation centre behind the face, in face widths
 INVERSE_STEPS = 5
 FOLD_RESIDUAL = 0.75     # field pixels; larger inverse residuals count as a fold
-LID_WARP = 0.5           # share of the lid closure done by the warp (the rest is painted)
-LID_CLOSED = 0.95        # painted lid edge at blink = 1, as a fraction of the eye opening
-
-CAVITY_RGB = np.array([38, 12, 14], np.float32)
-TONGUE_RGB = np.array([150, 62, 66], np.float32)
-TEETH_RGB = np.array([228, 224, 212], np.float32)
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -83,7 +80,12 @@ class FaceRenderer:
 
         # --- jaw weights: lower face follows the jaw, fading laterally and up to the corners.
         corner_v = float(np.mean(v[mesh.MOUTH_CORNERS]))
-        vert = np.clip((v - corner_v + 0.05 * mw) / (0.3 * mw), 0, 1)
+        # beside the mouth the ramp reaches higher up the cheeks, so their skin stretches over a
+        # longer stretch (a short ramp streaks the texture when the jaw drops far)
+        beside = np.clip((np.abs(u) - 0.45 * mw) / (0.4 * mw), 0, 1)
+        ramp = 0.3 * mw + 0.45 * mw * beside
+        vert = np.clip((v - corner_v + 0.05 * mw + 0.45 * mw * beside) / ramp, 0, 1)
+        vert = vert * vert * (3 - 2 * vert)
         lat = np.clip(1 - (u / (0.55 * self.face_width)) ** 2, 0.2, 1)
         jaw_w = vert * lat
         lip_profile = np.clip(1 - (u / (0.5 * mw)) ** 2, 0, 1)
@@ -95,10 +97,6 @@ class FaceRenderer:
         upper_lip = np.concatenate([mesh.OUTER_UPPER_LIP[1:-1], mesh.INNER_UPPER_LIP[1:-1]])
         self.upper_w = np.zeros(len(lm))
         self.upper_w[upper_lip] = lip_profile[upper_lip]
-        # Source lip gap per inner-lip column (closing it first makes jaw_open = 0 "closed").
-        gap = (lm[mesh.INNER_LOWER_LIP, :2] - lm[mesh.INNER_UPPER_LIP, :2]) @ self.down
-        self.src_gap = float(max(0.0, gap[len(gap) // 2]))
-        self.close_w = jaw_w.copy()
         # --- lips: width / rounding act around the mouth centre with a Gaussian falloff.
         dist = np.hypot(u, v)
         self.mouth_w = np.exp(-(dist / (0.75 * mw)) ** 2)
@@ -107,16 +105,13 @@ class FaceRenderer:
         brows = np.concatenate([mesh.RIGHT_BROW, mesh.LEFT_BROW])
         brow_v = float(np.mean(v[brows]))
         self.brow_w = np.clip(1 - np.abs(v - brow_v) / (0.45 * mw), 0, 1) * (v < brow_v + 0.3 * mw)
-        # --- eyelids: upper lid onto the lower lid; the skin above follows partly.
-        self.lid_pairs = []
-        for upper, lower in ((mesh.RIGHT_EYE_UPPER, mesh.RIGHT_EYE_LOWER), (mesh.LEFT_EYE_UPPER, mesh.LEFT_EYE_LOWER)):
-            delta = lm[lower[1:-1], :2] - lm[upper[1:-1], :2]
-            self.lid_pairs.append((upper[1:-1], lower[1:-1], delta))
-        self.lid_colour = self._lid_colours()
+        # --- eyelids (upper lid skin down over the eye) and the mouth interior.
+        self.lids = EyeLids(self.image, lm, self.down)
+        self.mouth = MouthInterior(self.image, lm)
 
         # --- control points: landmarks + rings + border anchors.
-        rings, ring_follow = [], []
-        for scale, (above, below) in zip(RING_SCALES, RING_FOLLOW_HEAD):
+        rings, ring_follow, ring_jaw = [], [], []
+        for scale, (above, below), jaw in zip(RING_SCALES, RING_FOLLOW_HEAD, RING_FOLLOW_JAW):
             pts = self.face_centre + (oval[:, :2] - self.face_centre) * scale
             below_mouth = ((pts - self.mouth_centre) @ self.down) > 0
             follow = np.where(below_mouth, below, above)
@@ -124,6 +119,7 @@ class FaceRenderer:
             z = oval[keep, 2]  # a ring point turns like the outline point it extends
             rings.append(np.column_stack([pts[keep], z]))
             ring_follow.append(follow[keep])
+            ring_jaw.append(jaw * jaw_w[mesh.FACE_OVAL][keep])  # as the outline point it extends
         n_border = 9
         edge = np.linspace(-2.0, s + 1.0, n_border)
         border = np.unique(np.concatenate([
@@ -132,6 +128,7 @@ class FaceRenderer:
             axis=0)
         self.rings = np.concatenate(rings) if rings else np.zeros((0, 3))
         self.ring_follow = np.concatenate(ring_follow) if ring_follow else np.zeros(0)
+        self.ring_jaw = np.concatenate(ring_jaw) if ring_jaw else np.zeros(0)
         self.n_lm = len(lm)
         self.n_ring = len(self.rings)
         pts2d = np.concatenate([lm[:, :2], self.rings[:, :2], border])
@@ -143,6 +140,14 @@ class FaceRenderer:
         self.field_size = fs
         k = s / fs
         tri = Delaunay(pts2d, qhull_options="QJ")
+        self.simplices = tri.simplices
+        # triangles a blink moves (exact local inverse warp for them, see _exact_patch), drawn in
+        # order of how far they move: the lid's skin last, over the eye it closes
+        self.eye_tris = []
+        for f in self.lids.fields:
+            move = np.linalg.norm(f, axis=1)[np.minimum(tri.simplices, self.n_lm - 1)]
+            ids = np.flatnonzero((move > 1e-6).any(1) & (tri.simplices < self.n_lm).all(1))
+            self.eye_tris.append(ids[np.argsort(move[ids].mean(1), kind="stable")])
         # Triangle index per field pixel by rasterising the triangles (much faster and more
         # robust than Delaunay.find_simplex on 65k points); barycentrics from tri.transform.
         shift = 4
@@ -177,28 +182,15 @@ class FaceRenderer:
         else:
             self.full_grid = (self.grid_x, self.grid_y)
 
-    def _lid_colours(self) -> list[np.ndarray]:
-        """Eyelid skin colour per eye: median of a patch just above the upper lid."""
-        out = []
-        for upper, lower, delta in self.lid_pairs:
-            pts = self.lm0[upper, :2]
-            h = max(2.0, float(np.abs(delta @ self.down).mean()))
-            centre = pts.mean(0) - self.down * (h * 0.9 + 1.5)
-            r = max(1, int(h * 0.5))
-            x, y = int(round(centre[0])), int(round(centre[1]))
-            patch = self.image[max(0, y - r):y + r + 1, max(0, x - 2 * r):x + 2 * r + 1].reshape(-1, 3)
-            out.append(np.median(patch, axis=0).astype(np.float32) if len(patch) else np.array([180, 140, 120], np.float32))
-        return out
-
     # ------------------------------------------------------------------ geometry
     def moved_landmarks(self, c: dict[str, float]) -> np.ndarray:
         """(478, 3) target landmarks for one frame's coefficients (``Coeffs.frame(i)``)."""
         lm = self.lm0.copy()
         mw = self.mouth_width
         down, right = self.down, self.right
-        # jaw: first close the source gap, then open to jaw_open * JAW_GAP * mouth width
+        # jaw: the source's own mouth is the rest pose; open by jaw_open * JAW_GAP * mouth width
         jaw_px = max(0.0, c["jaw_open"]) * JAW_GAP * mw
-        lm[:, :2] += np.outer(self.jaw_w * (jaw_px * 0.85) - self.close_w * self.src_gap, down)
+        lm[:, :2] += np.outer(self.jaw_w * (jaw_px * 0.85), down)
         lm[:, :2] -= np.outer(self.upper_w * jaw_px * 0.15, down)
         # lips: widen / round around the mouth centre
         stretch = 0.12 * c["mouth_width"] - 0.1 * c["mouth_round"]
@@ -206,10 +198,9 @@ class FaceRenderer:
         lm[:, 2] -= self.mouth_w * c["mouth_round"] * 0.15 * mw
         # brows
         lm[:, :2] -= np.outer(self.brow_w * c["brow_raise"] * 0.12 * mw, down)
-        # blinks: upper lid towards the lower lid
-        for (upper, lower, delta), b in zip(self.lid_pairs, (c["blink_right"], c["blink_left"])):
-            if b > 0:
-                lm[upper, :2] += delta * (LID_WARP * b)
+        # blinks: the upper lid's skin slides down to the lower lid
+        if c["blink_right"] > 0 or c["blink_left"] > 0:
+            lm[:, :2] += self.lids.displacement((c["blink_right"], c["blink_left"]))
         return lm
 
     def _rigid(self, pts: np.ndarray, c: dict[str, float]) -> np.ndarray:
@@ -224,6 +215,8 @@ class FaceRenderer:
         lm = self._rigid(self.moved_landmarks(c), c)
         ring_rigid = self._rigid(self.rings, c) if self.n_ring else np.zeros((0, 2))
         ring = self.rings[:, :2] + (ring_rigid - self.rings[:, :2]) * self.ring_follow[:, None]
+        jaw_px = max(0.0, c["jaw_open"]) * JAW_GAP * self.mouth_width * 0.85
+        ring = ring + np.outer(self.ring_jaw * jaw_px, self.down)
         pts = self.points2d.copy()
         pts[: self.n_lm] = lm
         pts[self.n_lm: self.n_lm + self.n_ring] = ring
@@ -260,94 +253,64 @@ class FaceRenderer:
             mx = cv2.resize((mx + 0.5) * k - 0.5, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
             my = cv2.resize((my + 0.5) * k - 0.5, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         frame = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        self._draw_mouth(frame, lm)
-        self._draw_lids(frame, lm, (c["blink_right"], c["blink_left"]))
+        blinks = (c["blink_right"], c["blink_left"])
+        for b, tris in zip(blinks, self.eye_tris):
+            if b > 0.02:  # the lid compresses the eye to nothing: invert those triangles exactly
+                self._exact_patch(frame, pts, tris)
+        self.mouth.composite(frame, lm)
+        self.lids.composite(frame, lm, blinks)
         return frame
+
+    def _exact_patch(self, frame: np.ndarray, pts: np.ndarray, tris: np.ndarray) -> None:
+        """Redraw triangles ``tris`` with the exact piecewise-affine inverse of the mesh warp.
+
+        The field inverse (fixed-point steps) cannot follow a triangle squeezed to zero height, as
+        the eye opening is at a full blink; here each target pixel takes the source point with the
+        same barycentric coordinates in its triangle.  Degenerate target triangles draw nothing."""
+        simp = self.simplices[tris]
+        tgt = pts[simp]                                            # (n, 3, 2) target vertices
+
+        def signed_area(t: np.ndarray) -> np.ndarray:
+            e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+            return e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+
+        # triangles squeezed flat or turned over (the eye under a closing lid) draw nothing
+        keep = signed_area(tgt) * np.sign(signed_area(self.points2d[simp])) > 0.05
+        simp, tgt = simp[keep], tgt[keep]
+        if not len(simp):
+            return
+        x0, y0 = np.maximum(np.floor(tgt.reshape(-1, 2).min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(tgt.reshape(-1, 2).max(0)).astype(int) + 1, self.size)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            return
+        index = np.full((y1 - y0, x1 - x0), -1, np.int32)
+        q = np.round((tgt - np.array([x0, y0])) * 16).astype(np.int32)
+        for i, tri_pts in enumerate(q):
+            cv2.fillConvexPoly(index, tri_pts, i, cv2.LINE_8, 4)
+        ys, xs = np.nonzero(index >= 0)
+        if not len(ys):
+            return
+        ids = index[ys, xs]
+        a, b, c = tgt[ids, 0], tgt[ids, 1], tgt[ids, 2]
+        p = np.column_stack([xs + x0, ys + y0]).astype(np.float64)
+        v0, v1, v2 = b - a, c - a, p - a
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        wb = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+        wc = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+        w = np.clip(np.column_stack([1 - wb - wc, wb, wc]), 0, 1)
+        w /= w.sum(1, keepdims=True)
+        src = (w[:, :, None] * self.points2d[simp[ids]]).sum(1).astype(np.float32)
+        mx = np.zeros(index.shape, np.float32)
+        my = np.zeros(index.shape, np.float32)
+        mx[ys, xs], my[ys, xs] = src[:, 0], src[:, 1]
+        vals = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # feather into the field warp over a few pixels at the patch border (no seam where they meet)
+        covered = np.pad(index >= 0, 1).astype(np.uint8)
+        alpha = np.clip(cv2.distanceTransform(covered, cv2.DIST_L2, 3)[1:-1, 1:-1] / (3.0 * self.size / 256), 0, 1)
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        frame[y0:y1, x0:x1] = np.clip(roi + alpha[..., None] * (vals.astype(np.float32) - roi) + 0.5, 0, 255
+                                      ).astype(np.uint8)
 
     def frames(self, coeffs: Coeffs) -> Iterator[np.ndarray]:
         for i in range(coeffs.n_frames):
             yield self.render(coeffs.frame(i))
-
-    # ------------------------------------------------------------------ mouth interior
-    def _draw_mouth(self, frame: np.ndarray, lm: np.ndarray) -> None:
-        up = lm[mesh.INNER_UPPER_LIP]
-        lo = lm[mesh.INNER_LOWER_LIP]
-        gap = float(np.linalg.norm(lo[len(lo) // 2] - up[len(up) // 2]))
-        if gap < 1.0:
-            return
-        ss = 4  # supersampling for anti-aliased polygon masks
-        poly = np.concatenate([up, lo[::-1]])
-        x0, y0 = np.floor(poly.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(poly.max(0)).astype(int) + 3
-        x0, y0 = max(x0, 0), max(y0, 0)
-        x1, y1 = min(x1, self.size), min(y1, self.size)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return
-        w, h = x1 - x0, y1 - y0
-        off = np.array([x0, y0], np.float64)
-
-        def mask(p: np.ndarray) -> np.ndarray:
-            m = np.zeros((h * ss, w * ss), np.uint8)
-            cv2.fillPoly(m, [np.round((p - off + 0.5) * ss - 0.5).astype(np.int32)], 255, cv2.LINE_AA)
-            return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-
-        down = (lo[len(lo) // 2] - up[len(up) // 2]) / gap
-        mw = float(np.linalg.norm(up[-1] - up[0]))
-        cavity = mask(poly)
-        # upper teeth hang from the upper lip; lower teeth sit on the lower lip (jaw)
-        inner = slice(2, -2)
-        t_up = min(0.55 * gap, 0.16 * mw)
-        upper_teeth = np.concatenate([up[inner], (up[inner] + down * t_up)[::-1]])
-        t_lo = min(0.3 * gap, 0.09 * mw) if gap > 0.12 * mw else 0.0
-        teeth = mask(upper_teeth)
-        if t_lo > 0.5:
-            lower_teeth = np.concatenate([lo[inner], (lo[inner] - down * t_lo)[::-1]])
-            teeth = np.maximum(teeth, 0.85 * mask(lower_teeth))
-        teeth = np.minimum(teeth, cavity)
-        # shading: cavity darker at the top, tongue glow at the bottom; teeth darker at the sides
-        yy = (np.arange(h, dtype=np.float32)[:, None] + y0 - up[:, 1].min()) / max(gap, 1.0)
-        tongue = np.clip((yy - 0.55) * 2.0, 0, 0.6)
-        base = CAVITY_RGB + tongue[..., None] * (TONGUE_RGB - CAVITY_RGB)
-        xx = (np.arange(w, dtype=np.float32)[None, :] + x0 - (up[0, 0] + up[-1, 0]) / 2) / max(mw / 2, 1.0)
-        shade = np.clip(1.0 - 0.55 * xx ** 2, 0.35, 1.0)
-        teeth_rgb = TEETH_RGB * shade[..., None]
-        colour = base + teeth[..., None] * (teeth_rgb - base)
-        roi = frame[y0:y1, x0:x1].astype(np.float32)
-        a = cavity[..., None]
-        frame[y0:y1, x0:x1] = np.clip(roi + a * (colour - roi), 0, 255).astype(np.uint8)
-
-    # ------------------------------------------------------------------ eyelids
-    def _draw_lids(self, frame: np.ndarray, lm: np.ndarray, blinks: tuple[float, float]) -> None:
-        """On blinks: skin-coloured lid over the eye opening and a dark lash line."""
-        full = (mesh.RIGHT_EYE_UPPER, mesh.LEFT_EYE_UPPER)
-        for (upper, lower, _), colour, b, eye in zip(self.lid_pairs, self.lid_colour, blinks, full):
-            if b <= 0.05:
-                continue
-            # lm holds the lid already moved by LID_WARP*b; paint from the open lid down to
-            # LID_CLOSED*b of the opening (target-space lid vector recovered from lm).
-            moved, low = lm[upper], lm[lower]
-            delta = (low - moved) / max(1e-3, 1.0 - LID_WARP * b)
-            opened = moved - delta * (LID_WARP * b) - self.down * max(1.0, self.size / 256)
-            closed = opened + delta * (LID_CLOSED * b)
-            ends = lm[[eye[0], eye[-1]]]
-            eye_u = np.concatenate([ends[:1], closed, ends[1:]])
-            poly = np.concatenate([ends[:1], opened, ends[1:], closed[::-1]])
-            x0, y0 = np.floor(poly.min(0)).astype(int) - 3
-            x1, y1 = np.ceil(poly.max(0)).astype(int) + 4
-            x0, y0 = max(x0, 0), max(y0, 0)
-            x1, y1 = min(x1, self.size), min(y1, self.size)
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            off = np.array([x0, y0])
-            m = np.zeros((y1 - y0, x1 - x0), np.uint8)
-            cv2.fillPoly(m, [np.round(poly - off).astype(np.int32)], 255, cv2.LINE_AA)
-            lash = np.zeros_like(m)
-            th = max(1, int(round(self.size / 256)))
-            cv2.polylines(lash, [np.round(eye_u - off).astype(np.int32)], False, 255, th, cv2.LINE_AA)
-            m = cv2.GaussianBlur(m, (3, 3), 0).astype(np.float32) / 255.0 * min(1.0, b * 1.1)
-            lash = cv2.GaussianBlur(lash, (3, 3), 0).astype(np.float32) / 255.0 * min(1.0, b)
-            roi = frame[y0:y1, x0:x1].astype(np.float32)
-            lid = colour * 0.86
-            roi = roi + m[..., None] * (lid - roi)
-            roi = roi * (1 - 0.6 * lash[..., None])
-            frame[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)

@@ -28,7 +28,8 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _write_wav(path: Path, clip: AudioClip) -> None:
+def write_wav(path: str | Path, clip: AudioClip) -> None:
+    """The clip as a 16-bit mono WAV at SAMPLE_RATE."""
     import soundfile as sf
 
     sf.write(str(path), np.clip(clip.samples, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
@@ -51,7 +52,7 @@ def write_video(frames: Iterable[np.ndarray], clip: AudioClip, output: str | Pat
     with tempfile.TemporaryDirectory(prefix="talking_head_") as tmp:
         wav = Path(tmp) / "audio.wav"
         log = Path(tmp) / "ffmpeg.log"
-        _write_wav(wav, clip)
+        write_wav(wav, clip)
         cmd = [ffmpeg_exe(), "-y", "-v", "error", "-nostdin",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(FPS), "-i", "pipe:0",
                "-i", str(wav),

@@ -154,3 +154,22 @@ def test_talking_head_batch_and_reference_in_browser(page, live_server, tmp_path
     report = page.locator("#talk_timings").inner_text()
     assert "1 of 2 videos" in report and "no face found" in report and "astronaut.png + hello.wav" in report
     shot(page, "talking_head_batch")
+
+
+def test_talking_head_typed_text_in_browser(page, tmp_path):
+    """No speech file: a typed script is spoken (espeak-ng), the video and the WAV come back."""
+    from skimage.data import astronaut
+
+    face = tmp_path / "face.png"
+    Image.fromarray(astronaut()).save(face)
+    page.reload()
+    page.get_by_role("tab", name="Talking head").click()
+    page.locator("#talk_image input[type=file]").set_input_files(str(face))
+    page.locator("#talk_image img").first.wait_for(state="visible")
+    page.get_by_text("Or type the speech", exact=False).click()
+    page.locator("#talk_text textarea").fill("Good morning, team. This is typed text.")
+    page.wait_for_timeout(300)
+    page.locator("#talk_generate").click()
+    page.locator("#talk_video video").wait_for(state="visible")
+    page.locator("#talk_speech").get_by_text(".wav", exact=False).first.wait_for()
+    shot(page, "talking_head_typed_text")

@@ -94,6 +94,14 @@ def test_cli_talk(tmp_path):
     r = run_app("talk", "--image", str(speech), "--audio", str(face), "--output", str(tmp_path / "bad.mp4"))
     assert r.returncode != 0 and "error:" in r.stderr
     assert not (tmp_path / "bad.mp4").exists()
+    # typed text instead of a speech file; the speech is kept beside the video
+    out = tmp_path / "typed.mp4"
+    r = run_app("talk", "--image", str(face), "--text", "Hello there.", "--voice", "en-us", "--rate", "200",
+                "--pitch", "40", "--output", str(out), "--still", "--engine", "default")
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 1000 and str(out.with_suffix(".wav")) in r.stdout
+    r = run_app("talk", "--image", str(face), "--text", " ", "--output", str(tmp_path / "empty.mp4"))
+    assert r.returncode != 0 and "text is empty" in r.stderr
 
 
 def test_cli_talk_batch_reference_and_failures(tmp_path):
@@ -125,3 +133,8 @@ def test_cli_talk_batch_reference_and_failures(tmp_path):
     assert r.returncode == 2 and "is a folder" in r.stderr
     r = run_app("talk", "--image", str(faces), "--audio", str(speech), "--output", str(out), "--pairing", "zip")
     assert r.returncode == 2 and "as many images" in r.stderr
+    # a typed script spoken by every portrait of the folder
+    typed = tmp_path / "typed"
+    r = run_app("talk", "--image", str(faces), "--text", "Hi.", "--output", str(typed), "--engine", "default")
+    assert r.returncode == 1 and (typed / "a_astronaut__text.mp4").stat().st_size > 1000
+    assert (typed / "a_astronaut__text.wav").exists() and "1 of 2 videos" in r.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,13 +97,20 @@ def test_talking_head_endpoint(client, tmp_path):
     Image.fromarray(astronaut()).save(face)
     speech = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), "Hello there."], check=True)
-    video, download, timings = client.predict(image=handle_file(str(face)), audio=handle_file(str(speech)),
+    video, download, timings, speech_wav = client.predict(image=handle_file(str(face)), audio=handle_file(str(speech)),
                                               pose_style=3, size=256, preprocess="crop", still=False, blink=True,
                                               expression_scale=1.0, enhancer=False, engine="default", seed=0,
                                               api_name="/talking_head")
     path = video["video"] if isinstance(video, dict) else video
     assert str(path).endswith(".mp4")
     assert "frames" in timings and "render" in timings
+    assert speech_wav is None  # an uploaded speech file: nothing synthesized
+    # typed text instead of audio: spoken offline (Mandarin), the WAV comes back beside the video
+    video, _, timings, speech_wav = client.predict(image=handle_file(str(face)), audio=None, text="你好。",
+                                                   voice="cmn", rate=160, pitch=60, still=True, engine="default",
+                                                   api_name="/talking_head")
+    assert str(video["video"] if isinstance(video, dict) else video).endswith(".mp4")
+    assert str(speech_wav).endswith(".wav") and Path(speech_wav).stat().st_size > 1000
 
 
 def test_talking_head_endpoint_batch_with_reference(client, tmp_path):
@@ -117,10 +125,10 @@ def test_talking_head_endpoint_batch_with_reference(client, tmp_path):
     Image.fromarray(np.full((160, 160, 3), 128, np.uint8)).save(wall)
     speech = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), "Hello."], check=True)
-    _v, _d, _t = client.predict(image=handle_file(str(face)), audio=handle_file(str(speech)), engine="default",
+    _v, _d, _t, _s = client.predict(image=handle_file(str(face)), audio=handle_file(str(speech)), engine="default",
                                 api_name="/talking_head")
     ref = _v["video"] if isinstance(_v, dict) else _v
-    video, downloads, report = client.predict(
+    video, downloads, report, _speech = client.predict(
         image=None, audio=handle_file(str(speech)), engine="default",
         batch_images=[handle_file(str(face)), handle_file(str(wall))], batch_audios=[],
         ref_eyeblink=handle_file(str(ref)), ref_pose=handle_file(str(ref)),

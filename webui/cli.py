@@ -83,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(talk)
     talk.add_argument("--image", type=Path, nargs="+", required=True, metavar="IMAGE",
                       help="portrait(s) or folder(s) of portraits; several make a batch")
-    talk.add_argument("--audio", type=Path, nargs="+", required=True, metavar="AUDIO",
-                      help="speech file(s) (wav, mp3, m4a, ogg, flac) or folder(s); several make a batch")
+    speech = talk.add_mutually_exclusive_group(required=True)
+    speech.add_argument("--audio", type=Path, nargs="+", metavar="AUDIO",
+                        help="speech file(s) (wav, mp3, m4a, ogg, flac) or folder(s); several make a batch")
+    speech.add_argument("--text", help="a script to speak instead (espeak-ng, offline); kept as <output>.wav")
+    talk.add_argument("--voice", default="en", help="text-to-speech voice: en, en-us, cmn (Mandarin), yue, ...")
+    talk.add_argument("--rate", type=int, default=175, help="text-to-speech speed, words per minute (80-450)")
+    talk.add_argument("--pitch", type=int, default=50, help="text-to-speech pitch, 0-99")
     talk.add_argument("--output", type=Path, required=True,
                       help="the .mp4 to write; for a batch, a folder (one <image>__<audio>.mp4 per pair)")
     talk.add_argument("--pairing", default="product", choices=["product", "zip"],

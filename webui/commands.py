@@ -79,8 +79,9 @@ def run_talk_command(services: Services, args: argparse.Namespace) -> int:
     from talking_head.batch import expand_inputs, pair_inputs, run_batch
     from talking_head.pipeline import TalkingHeadRequest
 
-    images, audios = list(args.image), list(args.audio)
-    single = len(images) == 1 and len(audios) == 1 and not images[0].is_dir() and not audios[0].is_dir()
+    images, audios = list(args.image), list(args.audio or [None])
+    single = len(images) == 1 and len(audios) == 1 and not images[0].is_dir() and not (
+        audios[0] is not None and audios[0].is_dir())
     if single and args.output.is_dir():
         raise ValueError(f"--output {args.output} is a folder: give the .mp4 file to write")
     if single and args.output.suffix.lower() != ".mp4":
@@ -104,27 +105,37 @@ def run_talk_command(services: Services, args: argparse.Namespace) -> int:
         max_audio_seconds=services.config.limits.max_audio_seconds,
         ref_eyeblink=args.ref_eyeblink,
         ref_pose=args.ref_pose,
+        text=args.text,
+        voice=args.voice,
+        rate=args.rate,
+        pitch=args.pitch,
     )
     if single:
         result = services.talking_head(request)
         print(result.video_path)
+        if result.speech_path:
+            print(result.speech_path)
         for stage, seconds in result.timings.items():
             print(f"{stage}: {seconds:.2f} s")
         return 0
     if args.output.suffix.lower() == ".mp4":
         raise ValueError(f"--output {args.output} must be a folder for a batch of videos")
-    pairs = pair_inputs(expand_inputs(images, "image"), expand_inputs(audios, "audio"), args.pairing)
+    if args.text is not None:  # one typed script, spoken by every portrait
+        pairs = [(image, None) for image in expand_inputs(images, "image")]
+    else:
+        pairs = pair_inputs(expand_inputs(images, "image"), expand_inputs(audios, "audio"), args.pairing)
 
     def progress(i: int, n: int, stage: str, frac: float) -> None:
         if stage == "start":
-            print(f"[{i + 1}/{n}] {pairs[i][0].name} + {pairs[i][1].name}", file=sys.stderr, flush=True)
+            speech = pairs[i][1].name if pairs[i][1] is not None else "text"
+            print(f"[{i + 1}/{n}] {pairs[i][0].name} + {speech}", file=sys.stderr, flush=True)
 
     batch = run_batch(services.talking_head, request, pairs, args.output, progress=progress)
     for item in batch.items:
         if item.ok:
             print(f"{item.result.video_path}\t{item.result.frames} frames, {item.result.timings['total']:.1f} s")
         else:
-            print(f"FAILED {item.image} + {item.audio}: {item.error}")
+            print(f"FAILED {item.image} + {item.audio or 'text'}: {item.error}")
     print(f"{len(batch.done)} of {len(batch.items)} videos written to {args.output}")
     return 0 if not batch.failed else 1
 
@@ -134,6 +145,6 @@ def run_command(services: Services, command: str, args: argparse.Namespace) -> i
         if command == "talk":
             return run_talk_command(services, args)
         return run_image_command(services, command, args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,10 +12,12 @@ from webui.ui.common import bind
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENGINES = ("auto", "default", "sadtalker")
 # API clients may leave these out (older scripts keep working)
-OPTIONAL_FIELDS = ("ref_eyeblink", "ref_pose", "batch_images", "batch_audios", "pairing")
+OPTIONAL_FIELDS = ("text", "voice", "rate", "pitch", "ref_eyeblink", "ref_pose", "batch_images", "batch_audios",
+                   "pairing")
 
 
 def build(services: Services) -> None:
+    from talking_head import tts
     from talking_head.enhance import gfpgan_status
 
     gfpgan_ok, gfpgan_message = gfpgan_status(services.config.paths)
@@ -24,6 +26,17 @@ def build(services: Services) -> None:
             image = gr.Image(label="Source image", type="filepath", height=300, elem_id="talk_image")
             audio = gr.Audio(label="Input audio (upload or record)", sources=["upload", "microphone"],
                              type="filepath", elem_id="talk_audio")
+            with gr.Accordion("Or type the speech (text to speech, offline)", open=False):
+                text = gr.Textbox(value="", label="Text to speak (instead of the audio)", lines=3, elem_id="talk_text",
+                                  placeholder="Hello! 你好！")
+                voice = gr.Dropdown([(f"{name} ({code})", code) for code, name in tts.VOICES.items()],
+                                    value=tts.DEFAULT_VOICE, label="Voice", allow_custom_value=True,
+                                    elem_id="talk_voice")
+                with gr.Row():
+                    rate = gr.Slider(*tts.RATE_RANGE, value=tts.DEFAULT_RATE, step=5, label="Speed (words per minute)",
+                                     elem_id="talk_rate")
+                    pitch = gr.Slider(*tts.PITCH_RANGE, value=tts.DEFAULT_PITCH, step=1, label="Pitch",
+                                      elem_id="talk_pitch")
             generate = gr.Button("Generate", variant="primary", elem_id="talk_generate")
             with gr.Accordion("Reference videos (optional)", open=False):
                 ref_eyeblink = gr.Video(label="Eye blinks from this video", sources=["upload"],
@@ -59,12 +72,14 @@ def build(services: Services) -> None:
         with gr.Column():
             video = gr.Video(label="Generated video", elem_id="talk_video")
             download = gr.File(label="Download", file_count="multiple", elem_id="talk_download")
+            speech = gr.File(label="Speech (WAV, for typed text)", elem_id="talk_speech")
             timings = gr.Markdown(elem_id="talk_timings")
 
     fields = {"image": image, "audio": audio, "pose_style": pose_style, "size": size, "preprocess": preprocess,
               "still": still, "blink": blink, "expression_scale": expression_scale, "enhancer": enhancer,
-              "engine": engine, "seed": seed, "ref_eyeblink": ref_eyeblink, "ref_pose": ref_pose,
-              "batch_images": batch_images, "batch_audios": batch_audios, "pairing": pairing}
+              "engine": engine, "seed": seed, "text": text, "voice": voice, "rate": rate, "pitch": pitch,
+              "ref_eyeblink": ref_eyeblink, "ref_pose": ref_pose, "batch_images": batch_images,
+              "batch_audios": batch_audios, "pairing": pairing}
 
     def run(named: dict, progress: gr.Progress):
         from talking_head.batch import pair_inputs, run_batch
@@ -74,11 +89,16 @@ def build(services: Services) -> None:
         audios = ([named["audio"]] if named["audio"] else []) + list(named["batch_audios"] or [])
         if not images:
             raise gr.Error("Upload a source image (a portrait) first")
-        if not audios:
-            raise gr.Error("Upload or record a speech file first")
+        typed = named.get("text") or None
+        if not audios and not typed:
+            raise gr.Error("Upload or record a speech file, or type a text to speak, first")
         request = TalkingHeadRequest(
             image=Path(images[0]),
-            audio=Path(audios[0]),
+            audio=Path(audios[0]) if audios and not typed else None,
+            text=typed,
+            voice=named.get("voice") or tts.DEFAULT_VOICE,
+            rate=int(named.get("rate") or tts.DEFAULT_RATE),
+            pitch=int(tts.DEFAULT_PITCH if named.get("pitch") is None else named["pitch"]),
             output=None,
             size=int(named["size"]),
             preprocess=named["preprocess"],
@@ -93,16 +113,22 @@ def build(services: Services) -> None:
             ref_eyeblink=Path(named["ref_eyeblink"]) if named["ref_eyeblink"] else None,
             ref_pose=Path(named["ref_pose"]) if named["ref_pose"] else None,
         )
-        if len(images) == 1 and len(audios) == 1:
+        if typed:  # one typed script, spoken by every portrait
+            audios = []
+        if len(images) == 1 and len(audios) <= 1:
             try:
                 result = services.talking_head(request, progress=lambda stage, frac: progress(frac, desc=stage))
             except (ValueError, FileNotFoundError, RuntimeError) as e:
                 raise gr.Error(str(e)) from e
             lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
             lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
-            return str(result.video_path), [str(result.video_path)], "\n".join(lines)
+            spoken = str(result.speech_path) if result.speech_path else None
+            return str(result.video_path), [str(result.video_path)], "\n".join(lines), spoken
         try:
-            pairs = pair_inputs([Path(p) for p in images], [Path(a) for a in audios], named["pairing"] or "product")
+            if typed:
+                pairs = [(Path(p), None) for p in images]
+            else:
+                pairs = pair_inputs([Path(p) for p in images], [Path(a) for a in audios], named["pairing"] or "product")
         except ValueError as e:
             raise gr.Error(str(e)) from e
         out_dir = services.talking_head.output_path(request).with_suffix("")
@@ -111,11 +137,12 @@ def build(services: Services) -> None:
                                                                       desc=f"video {i + 1}/{n}: {stage}"))
         lines = [f"**{len(batch.done)} of {len(batch.items)} videos** → `{out_dir}`", ""]
         for item in batch.items:
-            name = f"{Path(item.image).name} + {Path(item.audio).name}"
+            name = f"{Path(item.image).name} + {Path(item.audio).name if item.audio else 'text'}"
             lines.append(f"- {name}: " + (f"`{item.result.video_path.name}`, {item.result.frames} frames"
                                           if item.ok else f"**failed**: {item.error}"))
         videos = [str(i.result.video_path) for i in batch.done]
-        return (videos[0] if videos else None), videos, "\n".join(lines)
+        spoken = next((str(i.result.speech_path) for i in batch.done if i.result.speech_path), None)
+        return (videos[0] if videos else None), videos, "\n".join(lines), spoken
 
-    bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True,
+    bind(generate.click, run, fields, [video, download, timings, speech], "talking_head", progress=True,
          optional=OPTIONAL_FIELDS)
