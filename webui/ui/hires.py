@@ -40,8 +40,8 @@ def hires_widgets(services: Services, samplers: list[str]) -> dict[str, gr.compo
             w["hr_resize_y"] = gr.Slider(0, 2048, value=0, step=8, label="Resize height to", elem_id="txt2img_hr_resize_y")
         w["hr_sampler_name"] = gr.Dropdown([SAME_SAMPLER] + samplers, value=SAME_SAMPLER, label="Hires sampling method",
                                            elem_id="txt2img_hr_sampler")
-        w["hr_prompt"] = gr.Textbox(label="Hires prompt (empty = same)", lines=1, elem_id="txt2img_hr_prompt")
-        w["hr_negative_prompt"] = gr.Textbox(label="Hires negative prompt (empty = same)", lines=1,
+        w["hr_prompt"] = gr.Textbox("", label="Hires prompt (empty = same)", lines=1, elem_id="txt2img_hr_prompt")
+        w["hr_negative_prompt"] = gr.Textbox("", label="Hires negative prompt (empty = same)", lines=1,
                                              elem_id="txt2img_hr_negative_prompt")
     ok, message = services.image.face_restorer.status()
     w["restore_faces"] = gr.Checkbox(False, label="Restore faces (GFPGAN)", interactive=ok, info=message,

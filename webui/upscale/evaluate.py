@@ -98,3 +98,60 @@ def format_table(scores: list[Score], model_name: str = "model") -> str:
                 cells.append(f"{s.psnr:.2f} / {s.ssim:.4f}")
         lines.append(f"| {photo} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def comparison_picture(model_upscale, scale: int, photo: Photo, box: tuple[int, int, int, int], zoom: int = 2,
+                       model_name: str = "model") -> Image.Image:
+    """A labelled strip of one crop: the low-resolution input (nearest), bicubic, Lanczos, the model and
+    the original. ``box`` (left, top, right, bottom) is in the original's pixels, a multiple of ``scale``."""
+    from PIL import ImageDraw
+
+    hr = crop_to_multiple(photo.pixels, scale)
+    lr = bicubic_down(hr, scale)
+    outs = {name: fn(lr) for name, fn in methods_for(model_upscale, scale).items()}
+    left, top, right, bottom = box
+    w, h = (right - left) * zoom, (bottom - top) * zoom
+    lr_crop = Image.fromarray(lr).crop((left // scale, top // scale, right // scale, bottom // scale))
+    tiles = [(f"input (x{scale} smaller)", lr_crop.resize((w, h), Image.NEAREST))]
+    tiles += [(model_name if n == "model" else n, Image.fromarray(a).crop(box).resize((w, h), Image.NEAREST)) for n, a in outs.items()]
+    tiles.append(("original", Image.fromarray(hr).crop(box).resize((w, h), Image.NEAREST)))
+    label_h, gap = 22, 6
+    sheet = Image.new("RGB", (len(tiles) * (w + gap) - gap, h + label_h), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, tile) in enumerate(tiles):
+        x = i * (w + gap)
+        sheet.paste(tile, (x, label_h))
+        draw.text((x + 4, 5), label, fill=(0, 0, 0))
+    return sheet
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m webui.upscale.evaluate``: the README's table and comparison pictures for the embedded files."""
+    import argparse
+
+    from webui.upscale.models import load_upscaler_file
+    from webui.upscale.photos import load_photo
+    from webui.upscale.train import EMBEDDED_DIR, embedded_file
+
+    p = argparse.ArgumentParser(prog="python -m webui.upscale.evaluate")
+    p.add_argument("--scale", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--dir", type=Path, default=EMBEDDED_DIR)
+    p.add_argument("--picture", type=Path, default=None, help="write the crop comparison as <picture>-x<scale>.png")
+    a = p.parse_args(argv)
+    for scale in a.scale:
+        path = a.dir / embedded_file(scale)
+        name = path.stem
+        print(f"\n### x{scale}: {name}\n")
+        print(format_table(evaluate_file(path, scale), model_name=name))
+        if a.picture:
+            model = load_upscaler_file(path)
+            sheet = comparison_picture(model.upscale_array, scale, load_photo("skimage:chelsea"), (136, 40, 264, 136),
+                                       zoom=2, model_name=name)
+            out = a.picture.with_name(f"{a.picture.stem}-x{scale}.png")
+            sheet.save(out)
+            print(f"\n{out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,6 @@ No gradio here; the UI, the REST API and ``app.py upscale`` all build an ``Extra
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,7 @@ class ExtrasService:
             return (max(1, round(w * factor)), max(1, round(h * factor))), None
         tw, th = req.upscaling_resize_w, req.upscaling_resize_h
         factor = max(tw / w, th / h)
-        scaled = (max(tw, math.ceil(w * factor - 1e-6)), max(th, math.ceil(h * factor - 1e-6)))
+        scaled = (max(tw, round(w * factor)), max(th, round(h * factor)))
         return scaled, ((tw, th) if req.upscaling_crop else None)
 
     # ------------------------------------------------------------------ run

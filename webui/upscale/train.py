@@ -41,6 +41,7 @@ class UpscalerTrainConfig:
     lr_min: float = 1e-5
     warmup: int = 50
     p_scene: float = 0.15  # share of patches cut from drawn scenes instead of photos
+    scenes: int = 48  # drawn scenes in the pool
     threads: int = 2  # torch CPU threads
     eval_every: int = 0  # log the held-out PSNR vs Lanczos every N steps (0: never; for recipe work only)
     degradation: Degradation = Degradation()
@@ -67,7 +68,7 @@ class PatchSampler:
                 if min(size) >= hr:
                     img = photo.pixels if zoom == 1.0 else np.asarray(Image.fromarray(photo.pixels).resize(size, Image.LANCZOS))
                     self.sources.append(img)
-        self.scenes = [render_scene(scene_for_seed(10_000 + i), size=max(256, hr)) for i in range(48)]
+        self.scenes = [render_scene(scene_for_seed(10_000 + i), size=max(256, hr)) for i in range(config.scenes)]
 
     def _patch(self) -> np.ndarray:
         hr = self.config.lr_patch * self.config.scale
