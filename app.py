@@ -5,6 +5,8 @@
     python app.py txt2img --prompt "a red circle" --output out.png
     python app.py talk --image face.png --audio speech.wav --output talk.mp4
     python app.py train --help
+    python app.py upscale --image in.png --upscaler StudioCompact-x4 --scale 4 --output out.png
+    python app.py train-upscaler        # retrain the embedded upscalers (models/RealESRGAN/StudioCompact-x*)
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         from webui.train import main as train_main
 
         return train_main(list(parsed.rest))
+    if parsed.command == "train-upscaler":
+        from webui.upscale.train import main as train_upscaler_main
+
+        return train_upscaler_main(list(parsed.rest))
 
     from webui.services import Services
 

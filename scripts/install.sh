@@ -36,4 +36,8 @@ if [ "$WITH_TESTS" = 1 ]; then "${PIP[@]}" -e '.[test]'; else "${PIP[@]}" -e .; 
 # open_clip_torch carries the CLIP BPE vocab; --no-deps keeps timm/torchvision (and a CUDA torch) out.
 .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("open_clip") is None)' \
   || "${PIP[@]}" --no-deps "open_clip_torch>=2.24"
+# spandrel (upscaler model files) declares torchvision, which has no build for torch 2.13.0 and would pull
+# a CUDA torch; --no-deps, and webui/upscale/spandrel_import.py imports it without torchvision.
+.venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("spandrel") is None)' \
+  || "${PIP[@]}" --no-deps "spandrel>=0.4.2"
 echo "installed into .venv"

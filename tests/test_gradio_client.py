@@ -30,7 +30,9 @@ def test_endpoints_have_named_parameters(client):
             "/interrupt"} <= set(api)
     names = [p["parameter_name"] for p in api["/txt2img"]["parameters"]]
     assert names == ["prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
-                     "batch_count", "batch_size"]
+                     "batch_count", "batch_size", "enable_hr", "hr_upscaler", "hr_second_pass_steps",
+                     "denoising_strength", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_sampler_name", "hr_prompt",
+                     "hr_negative_prompt", "restore_faces"]
 
 
 def test_txt2img_and_png_info(client):

@@ -26,7 +26,8 @@ INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "latent noise
 
 
 class Txt2ImgBody(BaseModel):
-    """A1111's StableDiffusionTxt2ImgProcessingAPI fields we honour; unknown keys are accepted and ignored."""
+    """A1111's StableDiffusionTxt2ImgProcessingAPI fields we honour. Other A1111 fields are refused with a 422
+    when set to anything but their neutral default (webui.api_fields); keys A1111 does not know are ignored."""
 
     model_config = ConfigDict(extra="allow")
     prompt: str = ""
@@ -98,8 +99,11 @@ def encode_png(image: Image.Image, infotext: str = "") -> str:
 
 def sampler_from_body(body: Txt2ImgBody) -> str:
     """A1111 sends sampler_name (+ scheduler); legacy clients send names like 'DPM++ 2M Karras'."""
-    name = body.sampler_name or body.sampler_index or "Euler a"
-    scheduler = (body.scheduler or "automatic").strip()
+    return join_sampler(body.sampler_name or body.sampler_index or "Euler a", body.scheduler)
+
+
+def join_sampler(name: str, scheduler: Optional[str]) -> str:
+    scheduler = (scheduler or "automatic").strip()
     if scheduler.lower() not in ("", "automatic", "uniform") and not name.lower().endswith(scheduler.lower()):
         name = f"{name} {scheduler.capitalize()}"
     return name
@@ -167,6 +171,17 @@ def build_router(services: Services) -> APIRouter:
             except ValueError as e:
                 raise HTTPException(422, str(e)) from e
 
+    def a1111_fields(body: Txt2ImgBody, kind: str) -> dict:
+        """hires fix / restore_faces; a 422 naming any A1111 field that is set but not implemented."""
+        from webui.api_fields import check_unsupported, postprocess_fields
+
+        raw = body.model_dump()
+        try:
+            check_unsupported(raw)
+            return postprocess_fields(raw, kind, join_sampler)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from e
+
     def common_fields(body: Txt2ImgBody) -> dict:
         return dict(prompt=body.prompt, negative_prompt=body.negative_prompt, sampler=sampler_from_body(body),
                     steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
@@ -176,8 +191,9 @@ def build_router(services: Services) -> APIRouter:
     def txt2img(body: Txt2ImgBody) -> dict:
         from webui.diffusion.types import Txt2ImgRequest
 
+        extra = a1111_fields(body, "txt2img")
         apply_overrides(body)
-        fields = common_fields(body)
+        fields = {**common_fields(body), **extra}
         return respond(body, run("txt2img", Txt2ImgRequest(**fields)), fields)
 
     @router.post("/img2img")
@@ -186,8 +202,9 @@ def build_router(services: Services) -> APIRouter:
 
         if not body.init_images:
             raise HTTPException(422, "init_images: at least one base64 image is required")
+        extra = a1111_fields(body, "img2img")
         apply_overrides(body)
-        fields = common_fields(body)
+        fields = {**common_fields(body), **extra}
         image = decode_image(body.init_images[0], limits.max_image_pixels, "init_images[0]")
         fields.update(image=image.convert("RGB"), resize_mode=body.resize_mode,
                       denoising_strength=body.denoising_strength)
@@ -279,6 +296,9 @@ def build_router(services: Services) -> APIRouter:
         return {"info": text, "items": {"parameters": text} if text else {},
                 "parameters": parse_infotext(text) if text else {}}
 
+    from webui.api_extras import build_extras_router
+
+    router.include_router(build_extras_router(services))  # /extra-*, /upscalers, /face-restorers, ...
     return router
 
 

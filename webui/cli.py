@@ -9,7 +9,7 @@ from typing import Optional
 
 from webui.config import AppConfig, LimitsConfig, MemoryMode, PathsConfig, PerfConfig, ServerConfig
 
-COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train")
+COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train", "upscale", "train-upscaler")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--input-pitch", type=int, nargs="+", metavar="DEG", help="head pitch in degrees, as --input-yaw")
     talk.add_argument("--input-roll", type=int, nargs="+", metavar="DEG", help="head roll in degrees, as --input-yaw")
     sub.add_parser("train", help="train or fine-tune an SD-architecture model (see: app.py train --help)", add_help=False)
+    from webui.upscale.cli import add_upscale_parser
+
+    add_upscale_parser(sub, _add_common)
+    sub.add_parser("train-upscaler", help="train the embedded x2/x4 upscalers (see: app.py train-upscaler --help)", add_help=False)
     return parser
 
 
@@ -149,8 +153,8 @@ class ParsedArgs:
 
 def parse_args(argv: list[str]) -> ParsedArgs:
     argv = list(argv)
-    if "train" in argv[:1]:  # train has its own parser (webui.train); hand it everything after the word
-        return ParsedArgs(AppConfig(), "train", argparse.Namespace(), tuple(argv[1:]))
+    if argv[:1] in (["train"], ["train-upscaler"]):  # own parsers; hand them everything after the word
+        return ParsedArgs(AppConfig(), argv[0], argparse.Namespace(), tuple(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "serve"

@@ -144,6 +144,10 @@ def run_command(services: Services, command: str, args: argparse.Namespace) -> i
     try:
         if command == "talk":
             return run_talk_command(services, args)
+        if command == "upscale":
+            from webui.upscale.cli import run_upscale_command
+
+            return run_upscale_command(services, args)
         return run_image_command(services, command, args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -22,6 +22,17 @@ class Services:
         return ImageService(self.config)
 
     @cached_property
+    def upscalers(self):
+        """The upscaler registry (shared with the image service's hires fix)."""
+        return self.image.upscalers
+
+    @cached_property
+    def extras(self):
+        from webui.upscale.extras import ExtrasService
+
+        return ExtrasService(self.upscalers, self.image.face_restorer, self.config.paths.outputs_dir)
+
+    @cached_property
     def talking_head(self):
         from talking_head.pipeline import TalkingHeadPipeline
 

@@ -29,6 +29,7 @@ from webui.diffusion.loading import ModelManager, PipelineSet
 from webui.diffusion.lora import apply_loras, lora_hashes_text, parse_lora_tags
 from webui.diffusion.perf import apply_perf, autocast_context, check_perf, resolve_device, resolve_dtype
 from webui.diffusion.samplers import make_scheduler, schedule_type_of, split_sampler_name
+from webui.diffusion.hires import check_hires, generate_hires, infotext_params
 from webui.diffusion.types import (
     INPAINT_FILL_MODES,
     RESIZE_MODES,
@@ -40,6 +41,7 @@ from webui.diffusion.types import (
     ProgressInfo,
     Txt2ImgRequest,
 )
+from webui.upscale import postprocess_services
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class ImageService:
         self._current: ModelInfo | None = None
         self._models: list[ModelInfo] | None = None
         self._state = self._idle_state()
+        self.upscalers, self.face_restorer = postprocess_services(config)  # hires fix, restore_faces, Extras
 
     # ------------------------------------------------------------------ registry
     def list_models(self, refresh: bool = True) -> list[ModelInfo]:
@@ -249,6 +252,12 @@ class ImageService:
             _int_in("mask_blur", req.mask_blur, 0, MAX_MASK_BLUR)
             _int_in("inpaint_full_res_padding", req.inpaint_full_res_padding, 0, MAX_PADDING)
             self._fill_mode(req.inpainting_fill)
+        if req.hires is not None:
+            if isinstance(req, Img2ImgRequest):
+                raise ValueError("hires fix (enable_hr) is a txt2img option")
+            check_hires(req, self.upscalers, lim.max_side)
+        if req.restore_faces:
+            self.face_restorer.check_available()
 
     @staticmethod
     def _fill_mode(value: Any) -> str:
@@ -358,6 +367,8 @@ class ImageService:
             batch_seeds = seeds[b * req.batch_size : (b + 1) * req.batch_size]
             callback = self._make_callback(pipes, b, req.batch_count, progress)
             batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback)
+            if req.restore_faces:
+                batch_images = [self.face_restorer.restore(im) for im in batch_images]
             images += batch_images
             out_seeds += batch_seeds
             self._set_state(job_no=b + 1, current_image=batch_images[0] if batch_images else None)
@@ -430,6 +441,9 @@ class ImageService:
         white = Image.new("L", (req.width, req.height), 255)
         with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype):
             if kind == "txt2img":
+                if req.hires is not None:
+                    set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
+                    return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for)
                 if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
                     pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler)
                     blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))
@@ -508,6 +522,8 @@ class ImageService:
             params["Masked content"] = fill if fill != "original" else None
             if req.invert_mask:
                 params["Mask mode"] = "Inpaint not masked"
+        params.update(infotext_params(req))
+        params["Face restoration"] = self.face_restorer.name if req.restore_faces else None
         params["Lora hashes"] = lora_hashes_text(lora_hashes)
         return build_infotext(req.prompt, req.negative_prompt, params)
 

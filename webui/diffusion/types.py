@@ -15,6 +15,21 @@ INPAINT_FILL_MODES = ("fill", "original", "latent noise")
 
 
 @dataclass(frozen=True)
+class HiresFix:
+    """A1111's "Hires. fix" (txt2img): first pass at width x height, upscale, then an img2img pass."""
+
+    hr_scale: float = 2.0  # upscale by this factor (when hr_resize_x/y are both 0)
+    hr_resize_x: int = 0  # target width (0: from hr_scale, or from hr_resize_y keeping the aspect)
+    hr_resize_y: int = 0  # target height; both set: cover that size and centre-crop to it
+    hr_upscaler: str = "Latent"  # a latent mode or an upscaler name (webui.upscale.registry)
+    hr_second_pass_steps: int = 0  # 0: the first pass's steps
+    denoising_strength: float = 0.7  # of the second pass
+    hr_sampler_name: Optional[str] = None  # None: the first pass's sampler
+    hr_prompt: str = ""  # "": the first pass's prompt
+    hr_negative_prompt: str = ""  # "": the first pass's negative prompt
+
+
+@dataclass(frozen=True)
 class Txt2ImgRequest:
     prompt: str = ""
     negative_prompt: str = ""
@@ -29,6 +44,8 @@ class Txt2ImgRequest:
     model: Optional[str] = None  # name from the registry; None = the current/default model
     vae: Optional[str] = None  # file name in models/VAE, None = the model's own
     save: bool = True  # write PNGs with infotext under outputs/
+    hires: Optional[HiresFix] = None  # txt2img only: A1111's enable_hr (None = off)
+    restore_faces: bool = False  # GFPGAN on every output (webui.upscale.faces)
 
 
 @dataclass(frozen=True)

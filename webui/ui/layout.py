@@ -6,7 +6,7 @@ import gradio as gr
 
 from webui.diffusion.samplers import SAMPLER_NAMES
 from webui.services import Services
-from webui.ui import img2img, inpaint, pnginfo, settings, talking_head, txt2img
+from webui.ui import extras, img2img, inpaint, pnginfo, settings, talking_head, txt2img
 from webui.ui.common import guard
 
 TITLE = "SD Talking Studio"
@@ -50,6 +50,8 @@ def build_ui(services: Services) -> gr.Blocks:
                 img2img.build(services, samplers, native)
             with gr.Tab("Inpaint", id="inpaint"):
                 inpaint.build(services, samplers, native)
+            with gr.Tab("Extras", id="extras"):
+                extras.build(services)
             with gr.Tab("Talking head", id="talking_head"):
                 talking_head.build(services)
             with gr.Tab("PNG Info", id="pnginfo"):

@@ -6,6 +6,7 @@ import gradio as gr
 from PIL import Image
 
 from webui.diffusion.infotext import parse_infotext, read_png_parameters
+from webui.ui import hires
 from webui.ui.common import GenerationWidgets, guard
 
 
@@ -56,11 +57,14 @@ def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> Non
             send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
     upload.change(guard(read_info), inputs=upload, outputs=[text, parsed], api_name="png_info")
 
+    hires_widgets = getattr(txt2img, "hires", {})
     targets = [txt2img.prompt, txt2img.negative_prompt, txt2img.sampler, txt2img.steps, txt2img.cfg_scale,
-               txt2img.seed, txt2img.width, txt2img.height]
+               txt2img.seed, txt2img.width, txt2img.height] + list(hires_widgets.values())
 
     def send_to_txt2img(params: dict):
         updates = fields_for_txt2img(params or {}, txt2img)
+        if hires_widgets:
+            updates.update(hires.infotext_updates(params or {}, hires_widgets))
         return [gr.update(value=updates[t]) if t in updates else gr.skip() for t in targets] + [
             gr.Tabs(selected=txt2img_tab_id)]
 
