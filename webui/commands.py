@@ -8,6 +8,8 @@ from pathlib import Path
 
 from webui.services import Services
 
+CLI_OWNER = "cli"  # the owner of jobs submitted from the command line (history shows them to admins)
+
 
 def _open_image(path: Path, max_pixels: int):
     from webui.uploads import open_image_file
@@ -64,8 +66,7 @@ def run_image_command(services: Services, command: str, args: argparse.Namespace
     from webui.diffusion.infotext import save_png
 
     request = _image_request(services, command, args)
-    run = {"txt2img": services.image.txt2img, "img2img": services.image.img2img, "inpaint": services.image.inpaint}
-    result = run[command](request)
+    result = services.jobs.run(command, request, owner=CLI_OWNER).result.value
     args.output.parent.mkdir(parents=True, exist_ok=True)
     for image, infotext, path in zip(result.images, result.infotexts, _output_paths(args.output, len(result.images))):
         save_png(image, path, infotext)
@@ -95,7 +96,7 @@ def run_talk_command(services: Services, args: argparse.Namespace) -> int:
         engine=args.engine,
         max_audio_seconds=services.config.limits.max_audio_seconds,
     )
-    result = services.talking_head(request)
+    result = services.jobs.run("talking_head", request, owner=CLI_OWNER).result.value
     print(result.video_path)
     for stage, seconds in result.timings.items():
         print(f"{stage}: {seconds:.2f} s")

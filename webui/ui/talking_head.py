@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from webui.services import Services
-from webui.ui.common import bind
+from webui.ui.common import bind, submit_job, wait_for_job
 
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENGINES = ("auto", "default", "sadtalker")
@@ -50,14 +50,14 @@ def build(services: Services) -> None:
               "still": still, "blink": blink, "expression_scale": expression_scale, "enhancer": enhancer,
               "engine": engine, "seed": seed}
 
-    def run(named: dict, progress: gr.Progress):
+    async def run(named: dict, progress: gr.Progress, request: gr.Request):
         from talking_head.pipeline import TalkingHeadRequest
 
         if not named["image"]:
             raise gr.Error("Upload a source image (a portrait) first")
         if not named["audio"]:
             raise gr.Error("Upload or record a speech file first")
-        request = TalkingHeadRequest(
+        job_request = TalkingHeadRequest(
             image=Path(named["image"]),
             audio=Path(named["audio"]),
             output=None,
@@ -72,12 +72,10 @@ def build(services: Services) -> None:
             seed=int(named["seed"] or 0),
             max_audio_seconds=services.config.limits.max_audio_seconds,
         )
-        try:
-            result = services.talking_head(request, progress=lambda stage, frac: progress(frac, desc=stage))
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
-            raise gr.Error(str(e)) from e
+        job = submit_job(services, "talking_head", job_request, request)
+        result = await wait_for_job(services.jobs, job, progress)
         lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
         lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
         return str(result.video_path), str(result.video_path), "\n".join(lines)
 
-    bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True)
+    bind(generate.click, run, fields, [video, download, timings], "talking_head", progress=True, request=True)

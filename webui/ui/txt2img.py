@@ -1,4 +1,4 @@
-"""The txt2img tab: widgets -> Txt2ImgRequest -> ImageService.txt2img."""
+"""The txt2img tab: widgets -> Txt2ImgRequest -> a txt2img job."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import gradio as gr
 
 from webui.diffusion.types import Txt2ImgRequest
 from webui.services import Services
-from webui.ui.common import GenerationWidgets, bind, generation_widgets, run_with_progress
+from webui.ui.common import GenerationWidgets, bind, generation_widgets, interrupt_handler, stream_image_job
 
 
 def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
     w = generation_widgets("txt2img", samplers, native)
 
-    def generate(values: dict, progress: gr.Progress):
-        request = Txt2ImgRequest(**w.request_kwargs(values))
-        yield from run_with_progress(lambda cb: services.image.txt2img(request, progress=cb), progress)
+    async def generate(values: dict, progress: gr.Progress, request: gr.Request):
+        job_request = Txt2ImgRequest(**w.request_kwargs(values))
+        async for update in stream_image_job(services, "txt2img", job_request, request, progress):
+            yield update
 
-    bind(w.generate.click, generate, w.fields(), w.outputs(), "txt2img", progress=True)
-    bind(w.prompt.submit, generate, w.fields(), w.outputs(), False, progress=True)
-    w.interrupt.click(lambda: services.image.interrupt(), api_name="interrupt", queue=False)
+    bind(w.generate.click, generate, w.fields(), w.outputs(), "txt2img", progress=True, request=True)
+    bind(w.prompt.submit, generate, w.fields(), w.outputs(), False, progress=True, request=True)
+    w.interrupt.click(interrupt_handler(services), api_name="interrupt", queue=False)
     return w
