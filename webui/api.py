@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import json
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -129,16 +130,20 @@ def parse_day(value: Optional[str], name: str) -> Optional[float]:
         raise HTTPException(422, f"{name}: expected YYYY-MM-DD or a unix time, got {value!r}") from e
 
 
+def is_admin(services: Services, user: str) -> bool:
+    server = services.config.server
+    return not server.auth or user in server.admins
+
+
 def history_rows(services: Services, user: str, *, kind=None, since=None, until=None, owner=None,
                  limit: int = 100) -> list[dict]:
     """The caller's history (everyone's, or ``owner``'s, for admins and when no login is configured)."""
-    server = services.config.server
-    admin = not server.auth or user in server.admins
+    admin = is_admin(services, user)
     rows = services.history.list(owner if admin else user, kind=kind, since=since, until=until, limit=limit)
     out = []
     for entry in rows:
         row = entry.as_dict()
-        row["urls"] = [f"/gradio_api/file={p}" for p in entry.paths]
+        row["urls"] = [f"{API_PREFIX}/history/{entry.id}/files/{i}" for i in range(len(entry.paths))]
         out.append(row)
     return out
 
@@ -327,6 +332,18 @@ def build_router(services: Services) -> APIRouter:
         text = read_png_parameters(image) or ""
         return {"info": text, "items": {"parameters": text} if text else {},
                 "parameters": parse_infotext(text) if text else {}}
+
+    @router.get("/history/{job_id}/files/{index}")
+    def history_file(job_id: str, index: int, user: str = Depends(caller)):
+        """One output file of one of the caller's jobs (any job for admins)."""
+        from fastapi.responses import FileResponse
+
+        entry = services.history.get(job_id)
+        if entry is None or (entry.owner != user and not is_admin(services, user)):
+            raise HTTPException(404, f"no job {job_id} in your history")
+        if not 0 <= index < len(entry.paths) or not Path(entry.paths[index]).is_file():
+            raise HTTPException(404, f"job {job_id} has no file {index}")
+        return FileResponse(entry.paths[index])
 
     return router
 

@@ -259,6 +259,7 @@ def named_handler(fn: Callable, names: list[str], *, progress: bool = False, req
 
     signature = inspect.Signature(params)
     wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {"request": gr.Request} if request else {}  # Gradio injects gr.Request by type hint
     wrapper.__name__ = getattr(fn, "__name__", "handler")
     return wrapper
 
