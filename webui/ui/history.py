@@ -91,7 +91,8 @@ def build(services: Services, targets: SendTargets, tab: gr.Tab) -> None:
         since = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="history_since", scale=1)
         until = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="history_until", scale=1)
         refresh = gr.Button("Refresh", elem_id="history_refresh", scale=0, min_width=100)
-    gallery = gr.Gallery(label="Results", columns=6, height=360, allow_preview=False, elem_id="history_gallery")
+    gallery = gr.Gallery(label="Results", columns=8, height=360, allow_preview=False, fit_columns=False,
+                         object_fit="contain", elem_id="history_gallery")
     with gr.Row():
         with gr.Column():
             image = gr.Image(label="Selected", type="filepath", interactive=False, height=300,

@@ -34,7 +34,8 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
         async for update in stream_image_job(services, "img2img", job_request, request, progress):
             yield update
 
-    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "img2img", progress=True, request=True)
+    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "img2img", progress=True, request=True,
+         show_progress_on=w.gallery)
     w.interrupt.click(interrupt_handler(services), api_name=False, queue=False)
     w.extra = extra  # type: ignore[attr-defined]  # used by "send to img2img"
     return w

@@ -82,6 +82,7 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
         async for update in stream_image_job(services, "inpaint", job_request, request, progress):
             yield update
 
-    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "inpaint", progress=True, request=True)
+    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "inpaint", progress=True, request=True,
+         show_progress_on=w.gallery)
     w.interrupt.click(interrupt_handler(services), api_name=False, queue=False)
     return w

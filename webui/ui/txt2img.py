@@ -17,7 +17,9 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
         async for update in stream_image_job(services, "txt2img", job_request, request, progress):
             yield update
 
-    bind(w.generate.click, generate, w.fields(), w.outputs(), "txt2img", progress=True, request=True)
-    bind(w.prompt.submit, generate, w.fields(), w.outputs(), False, progress=True, request=True)
+    bind(w.generate.click, generate, w.fields(), w.outputs(), "txt2img", progress=True, request=True,
+         show_progress_on=w.gallery)
+    bind(w.prompt.submit, generate, w.fields(), w.outputs(), False, progress=True, request=True,
+         show_progress_on=w.gallery)
     w.interrupt.click(interrupt_handler(services), api_name="interrupt", queue=False)
     return w
