@@ -297,3 +297,25 @@ def test_gate_counts_failed_form_logins():
     assert client.post("/login", json={"password": "y"}).status_code == 400
     r = client.post("/login", json={"password": "wonderland"})
     assert r.status_code == 429 and "Retry-After" in r.headers
+
+
+def test_ui_progress_text_shows_queue_position_steps_and_eta():
+    from webui.ui.common import progress_text
+
+    gates = {"A": threading.Event(), "B": threading.Event(), "C": threading.Event()}
+    queue = JobQueue()
+    queue.register("fake", batch_runner([], gates))
+    a = queue.submit("fake", ("A", 2), owner="alice")
+    assert wait_until(lambda: a.status is JobStatus.RUNNING)
+    b = queue.submit("fake", ("B", 1), owner="bob")
+    c = queue.submit("fake", ("C", 1), owner="carol")
+    assert progress_text(queue, b) == (0, "Queued: 1 job ahead of you")
+    assert progress_text(queue, c) == (0, "Queued: 2 jobs ahead of you")
+    a.set_progress(step=3, steps=6, batch=0, batches=2)
+    a.started = time.time() - 2.0
+    value, text = progress_text(queue, a)
+    assert value == pytest.approx(0.25)
+    assert text.startswith("Batch 1/2 · step 3/6 · 2.0 s · ETA 6 s"), text
+    for g in gates.values():
+        g.set()
+    assert a.wait(5) and b.wait(5) and c.wait(5)
