@@ -94,3 +94,12 @@ def test_cli_talk(tmp_path):
     r = run_app("talk", "--image", str(speech), "--audio", str(face), "--output", str(tmp_path / "bad.mp4"))
     assert r.returncode != 0 and "error:" in r.stderr
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_admin_and_body_limit_flags():
+    parsed = parse_args(["--auth", "alice:pw,bob:pw2", "--admin", "alice", "--max-body-mb", "8"])
+    assert parsed.config.server.admins == ("alice",)
+    assert parsed.config.server.max_body_bytes == 8 * 2**20
+    assert parse_args([]).config.server.max_body_bytes == 64 * 2**20
+    with pytest.raises(SystemExit):
+        parse_args(["--auth", "alice:pw", "--admin", "mallory"])  # not a login

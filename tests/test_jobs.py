@@ -319,3 +319,41 @@ def test_ui_progress_text_shows_queue_position_steps_and_eta():
     for g in gates.values():
         g.set()
     assert a.wait(5) and b.wait(5) and c.wait(5)
+
+
+def test_talking_head_runner_stops_at_the_first_report_when_cancelled(tmp_path):
+    """The talking-head adapter: a cancelled job raises at the pipeline's next progress report."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+    from skimage.data import astronaut
+
+    from talking_head.pipeline import TalkingHeadRequest
+    from webui.config import AppConfig, PathsConfig
+    from webui.jobs import JobCancelled
+    from webui.jobs.runners import run_talking_head
+    from webui.services import Services
+
+    if not shutil.which("espeak-ng"):
+        pytest.fail("espeak-ng is not installed: run bash scripts/install.sh --test")
+    face, speech = tmp_path / "face.png", tmp_path / "speech.wav"
+    Image.fromarray(astronaut()).save(face)
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hello."], check=True)
+    services = Services(AppConfig(paths=PathsConfig(outputs_dir=tmp_path / "out")))
+
+    class Cancelled(JobControl):
+        def __init__(self):
+            self.outputs = []
+
+        def cancelled(self):
+            return True
+
+        def add_output(self, path, infotext=""):
+            self.outputs.append(path)
+
+    control = Cancelled()
+    with pytest.raises(JobCancelled):
+        run_talking_head(services, TalkingHeadRequest(image=face, audio=speech), control)
+    assert len(control.outputs) == 1 and control.outputs[0].suffix == ".mp4"
+    assert not control.outputs[0].exists() and not list((tmp_path / "out").rglob("*.mp4"))

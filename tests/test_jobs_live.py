@@ -96,6 +96,8 @@ def test_progress_interrupt_and_turns_are_per_user(live_server):
     assert requests.get(url + entry["urls"][0], auth=LOGIN, timeout=60).content[:4] == b"\x89PNG"
     assert requests.get(url + entry["urls"][0], auth=ADMIN, timeout=60).status_code == 200
     assert requests.get(url + entry["urls"][0], auth=BOB, timeout=60).status_code == 404
+    # ... and Gradio's file route does not hand one user's outputs to another either
+    assert requests.get(f"{url}/gradio_api/file={entry['paths'][0]}", auth=BOB, timeout=60).status_code == 404
 
 
 def test_gradio_cancel_frees_the_engine_within_one_step(live_server):

@@ -103,12 +103,14 @@ class Gate:
     """Pure ASGI middleware: body limit, login, rate limit. ``cookie_user(scope)`` reads Gradio's login."""
 
     def __init__(self, app, *, logins: Logins, max_body_bytes: int, failures: FailedLogins,
-                 cookie_user: Callable[[dict], Optional[str]] = lambda scope: None):
+                 cookie_user: Callable[[dict], Optional[str]] = lambda scope: None,
+                 may_read: Callable[[str, str], bool] = lambda path, user: True):
         self.app = app
         self.logins = logins
         self.max_body_bytes = int(max_body_bytes)
         self.failures = failures
         self.cookie_user = cookie_user
+        self.may_read = may_read  # (request path, user) -> False: 404 (another user's output file)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -143,6 +145,8 @@ class Gate:
                 extra = {"WWW-Authenticate": "Basic"} if BASIC_REALM_PATHS.match(path) else {}
                 return await _respond(send, 401, {"detail": {"error": "Not authenticated", "auth_message": ""}}
                                       if not extra else {"detail": "Incorrect username or password"}, extra)
+            if user is not None and not self.may_read(path, user):
+                return await _respond(send, 404, {"detail": "Not Found"})
             scope = {**scope, USER_KEY: user}
         else:
             scope = {**scope, USER_KEY: ANONYMOUS}
@@ -223,3 +227,24 @@ def gradio_cookie_user(gradio_app) -> Callable[[dict], Optional[str]]:
         return None
 
     return user_of
+
+
+def output_reader_check(outputs_dir, history, admins: tuple[str, ...]) -> Callable[[str, str], bool]:
+    """Gradio's ``/gradio_api/file=<path>`` serves anything under outputs/: only to the job's owner (and admins)."""
+    from pathlib import Path
+
+    root = Path(outputs_dir).resolve()
+
+    def may_read(path: str, user: str) -> bool:
+        if not path.startswith(FILE_ROUTE) or user in admins:
+            return True
+        target = Path(path[len(FILE_ROUTE):]).resolve()
+        if not target.is_relative_to(root):
+            return True  # Gradio's own cache and static files: Gradio decides
+        owner = history.owner_of(str(target))
+        return owner is None or owner == user
+
+    return may_read
+
+
+FILE_ROUTE = "/gradio_api/file="

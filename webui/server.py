@@ -16,7 +16,7 @@ def build_app(services: Services) -> FastAPI:
     from starlette.routing import Mount
 
     from webui.api import mount_api
-    from webui.auth import FailedLogins, Gate, Logins, gradio_cookie_user
+    from webui.auth import FailedLogins, Gate, Logins, gradio_cookie_user, output_reader_check
     from webui.ui.layout import build_ui
 
     config = services.config
@@ -37,7 +37,8 @@ def build_app(services: Services) -> FastAPI:
     gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and hasattr(r.app, "tokens"))
     app.add_middleware(Gate, logins=logins, max_body_bytes=config.server.max_body_bytes,
                        failures=FailedLogins(config.server.login_failures_per_minute),
-                       cookie_user=gradio_cookie_user(gradio_app))
+                       cookie_user=gradio_cookie_user(gradio_app),
+                       may_read=output_reader_check(outputs, services.history, config.server.admins))
     return app
 
 

@@ -128,6 +128,20 @@ class History:
                 db.close()
         return [_entry(r) for r in rows]
 
+    def owner_of(self, path: str) -> Optional[str]:
+        """The owner of the job that wrote ``path`` (None if no job did)."""
+        needle = json.dumps(str(path))
+        with self._lock:
+            db = self._connect()
+            try:
+                rows = db.execute("SELECT owner, paths FROM jobs WHERE instr(paths, ?) > 0", (needle,)).fetchall()
+            finally:
+                db.close()
+        for owner, paths in rows:
+            if str(path) in json.loads(paths):
+                return owner
+        return None
+
     def get(self, job_id: str) -> Optional[HistoryEntry]:
         with self._lock:
             db = self._connect()
