@@ -357,3 +357,21 @@ def test_talking_head_runner_stops_at_the_first_report_when_cancelled(tmp_path):
         run_talking_head(services, TalkingHeadRequest(image=face, audio=speech), control)
     assert len(control.outputs) == 1 and control.outputs[0].suffix == ".mp4"
     assert not control.outputs[0].exists() and not list((tmp_path / "out").rglob("*.mp4"))
+
+
+def test_cancel_while_waiting_for_its_turn_between_batches():
+    log: list = []
+    gates = {"A": threading.Event(), "B": threading.Event()}
+    queue = JobQueue()
+    queue.register("fake", batch_runner(log, gates))
+    a = queue.submit("fake", ("A", 3), owner="alice")
+    assert wait_until(lambda: a.status is JobStatus.RUNNING)
+    b = queue.submit("fake", ("B", 1), owner="bob")
+    gates["A"].set()
+    assert wait_until(lambda: b.status is JobStatus.RUNNING)  # alice yielded after her first batch
+    assert a.waiting_turn
+    queue.interrupt("alice")
+    assert a.wait(5) and a.status is JobStatus.INTERRUPTED  # not "failed"
+    gates["B"].set()
+    assert b.wait(5) and b.status is JobStatus.DONE
+    assert log == ["A0", "B0"]

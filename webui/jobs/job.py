@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from webui.jobs.scheduler import Cancelled
+
 PREVIEW_MIN_INTERVAL_S = 0.5  # engines compute a live preview at most this often
 
 
@@ -75,7 +77,8 @@ class JobControl:
         return False
 
     def batch_boundary(self) -> None:
-        """Between batches: lets another owner's queued job use the engine first (fair scheduling)."""
+        """Between batches: lets another owner's queued job use the engine first (fair scheduling).
+        It may return cancelled (the job was cancelled while it waited): check ``cancelled()`` after it."""
 
     def add_output(self, path: Path, infotext: str = "") -> None:
         """Record ``path`` as an output of this job. Call it just before writing the file atomically."""
@@ -197,6 +200,8 @@ class QueuedJobControl(JobControl):
             self._job.waiting_turn = True
             try:
                 self._yield_turn(self._job)
+            except Cancelled:  # cancelled while waiting for its turn: the runner sees cancelled() and stops
+                pass
             finally:
                 self._job.waiting_turn = False
 

@@ -127,11 +127,12 @@ def job_owner(request: gr.Request | None) -> tuple[str, str | None]:
     return (getattr(request, "username", None) or f"session:{session}"), session
 
 
-def submit_job(services, kind: str, job_request: Any, request: gr.Request | None) -> Job:
-    """Queue ``job_request`` as the caller's job; bad input -> gr.Error (the toast), nothing queued."""
+async def submit_job(services, kind: str, job_request: Any, request: gr.Request | None) -> Job:
+    """Queue ``job_request`` as the caller's job; bad input -> gr.Error (the toast), nothing queued.
+    (Validation may read files, so it runs in a worker thread, not on the server's event loop.)"""
     owner, session = job_owner(request)
     try:
-        return services.jobs.submit(kind, job_request, owner=owner, session=session)
+        return await asyncio.to_thread(services.jobs.submit, kind, job_request, owner=owner, session=session)
     except (ValueError, FileNotFoundError) as e:
         raise gr.Error(str(e)) from e
 
@@ -199,7 +200,7 @@ async def wait_for_job(jobs, job: Job, progress: gr.Progress | None) -> Any:
 async def stream_image_job(services, kind: str, job_request: Any, request: gr.Request | None,
                            progress: gr.Progress) -> AsyncIterator[tuple]:
     """Submits an image job and yields (gallery, preview, info) updates: live previews, then the result."""
-    job = submit_job(services, kind, job_request, request)
+    job = await submit_job(services, kind, job_request, request)
     progress(0, desc="Queued")
     async for update in watch_job(services.jobs, job, progress):
         yield gr.skip(), update["preview"], gr.skip()

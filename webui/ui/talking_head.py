@@ -72,7 +72,7 @@ def build(services: Services) -> None:
             seed=int(named["seed"] or 0),
             max_audio_seconds=services.config.limits.max_audio_seconds,
         )
-        job = submit_job(services, "talking_head", job_request, request)
+        job = await submit_job(services, "talking_head", job_request, request)
         result = await wait_for_job(services.jobs, job, progress)
         lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
         lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
