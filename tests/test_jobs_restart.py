@@ -68,6 +68,13 @@ def test_kill_during_a_batch_then_restart(tiny_models_dir, tmp_path):
     proc = start_server(tiny_models_dir, outputs, port)
     try:
         jobs = requests.get(f"{url}/sdapi/v1/history", auth=LOGIN, timeout=60).json()["jobs"]
+        # this server's login form (Gradio's own) is rate-limited per address: 10 failures, then 429
+        form = lambda password: requests.post(f"{url}/login", data={"username": LOGIN[0], "password": password},  # noqa: E731
+                                              timeout=30, allow_redirects=False)
+        assert form(LOGIN[1]).status_code == 200  # the right password logs in
+        assert [form(f"wrong{i}").status_code for i in range(10)] == [400] * 10
+        blocked = form(LOGIN[1])
+        assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 60
     finally:
         proc.terminate()
         proc.wait(60)
