@@ -12,6 +12,9 @@ import pytest
 from webui.config import AppConfig, PathsConfig, ServerConfig
 
 LOGIN = ("alice", "wonderland")
+BOB = ("bob", "builder")  # a second user of the same server
+ADMIN = ("carol", "admin-pass")  # started with --admin carol: sees everyone's history
+APPS: dict = {}  # live server url -> the FastAPI app it serves (for tests that enumerate routes)
 
 
 def free_port() -> int:
@@ -32,21 +35,23 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     return models
 
 
-def app_config(models: Path, tmp: Path, port: int = 7860, auth=()) -> AppConfig:
+def app_config(models: Path, tmp: Path, port: int = 7860, auth=(), admins=()) -> AppConfig:
     paths = PathsConfig(models_dir=models, checkpoints_dir=tmp / "checkpoints", outputs_dir=tmp / "outputs")
-    return AppConfig(server=ServerConfig(host="127.0.0.1", port=port, auth=tuple(auth)), paths=paths)
+    return AppConfig(server=ServerConfig(host="127.0.0.1", port=port, auth=tuple(auth), admins=tuple(admins)),
+                     paths=paths)
 
 
 @pytest.fixture(scope="session")
 def live_server(tiny_models_dir, tmp_path_factory):
-    """The real app (API + UI) served by uvicorn on a free loopback port, with a login."""
+    """The real app (API + UI) served by uvicorn on a free loopback port, with three logins (one admin)."""
     import uvicorn
 
     from webui.server import build_app
     from webui.services import Services
 
     port = free_port()
-    config = app_config(tiny_models_dir, tmp_path_factory.mktemp("server"), port=port, auth=[LOGIN])
+    config = app_config(tiny_models_dir, tmp_path_factory.mktemp("server"), port=port, auth=[LOGIN, BOB, ADMIN],
+                        admins=[ADMIN[0]])
     services = Services(config)
     app = build_app(services)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -57,6 +62,7 @@ def live_server(tiny_models_dir, tmp_path_factory):
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
         time.sleep(0.1)
+    APPS[f"http://127.0.0.1:{port}"] = app
     yield f"http://127.0.0.1:{port}", services
     server.should_exit = True
     thread.join(timeout=10)

@@ -138,3 +138,12 @@ def test_cli_talk_batch_reference_and_failures(tmp_path):
     r = run_app("talk", "--image", str(faces), "--text", "Hi.", "--output", str(typed), "--engine", "default")
     assert r.returncode == 1 and (typed / "a_astronaut__text.mp4").stat().st_size > 1000
     assert (typed / "a_astronaut__text.wav").exists() and "1 of 2 videos" in r.stdout
+
+
+def test_admin_and_body_limit_flags():
+    parsed = parse_args(["--auth", "alice:pw,bob:pw2", "--admin", "alice", "--max-body-mb", "8"])
+    assert parsed.config.server.admins == ("alice",)
+    assert parsed.config.server.max_body_bytes == 8 * 2**20
+    assert parse_args([]).config.server.max_body_bytes == 64 * 2**20
+    with pytest.raises(SystemExit):
+        parse_args(["--auth", "alice:pw", "--admin", "mallory"])  # not a login

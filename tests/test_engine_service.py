@@ -15,6 +15,7 @@ from webui.diffusion.infotext import parse_infotext, read_png_parameters
 from webui.diffusion.samplers import SAMPLER_NAMES
 from webui.diffusion.service import ImageService
 from webui.diffusion.types import Img2ImgRequest, InpaintRequest, Txt2ImgRequest
+from webui.jobs import JobControl
 
 FAST = dict(width=SIZE, height=SIZE, steps=2, save=False)
 
@@ -97,30 +98,69 @@ def test_every_sampler_runs_two_steps(service):
     assert "Schedule type: Karras" in service.txt2img(Txt2ImgRequest(prompt="x", sampler="DPM++ 2M Karras", **FAST)).infotexts[0]
 
 
-def test_interrupt_stops_within_one_step(service):
-    seen = []
+class RecordingControl(JobControl):
+    """A job control that records reports and cancels (or skips) at a chosen (batch, step)."""
 
-    def on_progress(info):
-        seen.append((info.job, info.step))
-        if info.step == 1:
-            service.interrupt()
+    def __init__(self, cancel_at=None, skip_at=None):
+        self.reports, self.outputs = [], []
+        self.cancel_at, self.skip_at = cancel_at, skip_at
+        self._cancelled = self._skip = False
 
-    r = service.txt2img(Txt2ImgRequest(prompt="x", steps=6, batch_count=3, width=SIZE, height=SIZE, save=False), progress=on_progress)
+    def report(self, step, steps, *, batch=0, batches=1, preview=None, text=None):
+        self.reports.append((batch, step, steps, batches, preview))
+        if (batch, step) == self.cancel_at:
+            self._cancelled = True
+        if (batch, step) == self.skip_at:
+            self._skip = True
+
+    def cancelled(self):
+        return self._cancelled
+
+    def take_skip(self):
+        skip, self._skip = self._skip, False
+        return skip
+
+    def preview_due(self):
+        return True
+
+    def add_output(self, path, infotext=""):
+        self.outputs.append((path, path.exists()))
+
+
+def test_cancel_stops_within_one_step(service):
+    control = RecordingControl(cancel_at=(0, 1))
+    r = service.txt2img(Txt2ImgRequest(prompt="x", steps=6, batch_count=3, width=SIZE, height=SIZE, save=False),
+                        control)
     assert r.interrupted and len(r.images) == 1
-    assert seen == [(0, 1)]
+    steps = [(b, s) for b, s, *_ in control.reports if s > 0]
+    assert steps == [(0, 1)]  # no second step was sampled
     # the next job runs normally
     assert not service.txt2img(Txt2ImgRequest(prompt="x", **FAST)).interrupted
 
 
-def test_progress_state_and_preview(service):
-    states = []
-    service.txt2img(Txt2ImgRequest(prompt="x", steps=3, batch_count=2, width=SIZE, height=SIZE, save=False),
-                    progress=lambda info: states.append((service.progress_state(), info.preview)))
-    state, preview = states[0]
-    assert state["state"]["job"] == "txt2img" and state["state"]["job_count"] == 2
-    assert 0 < state["progress"] < 1 and state["state"]["sampling_steps"] == 3
-    assert isinstance(preview, Image.Image) and isinstance(state["current_image"], Image.Image)
-    assert service.progress_state()["state"]["job"] == ""
+def test_skip_ends_the_current_batch_only(service):
+    control = RecordingControl(skip_at=(0, 1))
+    r = service.txt2img(Txt2ImgRequest(prompt="x", steps=3, batch_count=2, width=SIZE, height=SIZE, save=False),
+                        control)
+    assert not r.interrupted and len(r.images) == 2
+    assert [s for b, s, *_ in control.reports if b == 1 and s > 0] == [1, 2, 3]
+
+
+def test_progress_reports_and_preview(service):
+    control = RecordingControl()
+    service.txt2img(Txt2ImgRequest(prompt="x", steps=3, batch_count=2, width=SIZE, height=SIZE, save=False), control)
+    steps = [(b, s, n, bs) for b, s, n, bs, _ in control.reports if s > 0]
+    assert steps == [(0, 1, 3, 2), (0, 2, 3, 2), (0, 3, 3, 2), (1, 1, 3, 2), (1, 2, 3, 2), (1, 3, 3, 2)]
+    previews = [p for *_, p in control.reports if p is not None]
+    assert previews and all(isinstance(p, Image.Image) for p in previews)
+
+
+def test_outputs_are_announced_before_they_are_written(service):
+    control = RecordingControl()
+    r = service.txt2img(Txt2ImgRequest(prompt="x", seed=3, batch_count=2, **{**FAST, "save": True}), control)
+    assert [p for p, _ in control.outputs] == r.paths and len(r.paths) == 2
+    assert not any(existed for _, existed in control.outputs)  # announced first, then written
+    assert all(p.is_file() and not p.with_name(f".{p.name}.part").exists() for p in r.paths)
 
 
 @pytest.mark.parametrize(

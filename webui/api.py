@@ -1,24 +1,27 @@
 """A1111-compatible REST API (``/sdapi/v1/*``) mounted beside the UI; existing clients (webuiapi) work unchanged.
 
-Builds the same request dataclasses as the UI. Bad input -> HTTP 422 with {"detail": message}; a wrong login
--> 401 with ``WWW-Authenticate: Basic``. Every route here sits behind the same login as the UI.
+Builds the same request dataclasses as the UI and submits them as jobs of the caller (the login user) to the
+shared queue; ``/progress``, ``/interrupt`` and ``/skip`` act on the caller's own job only. ``/history`` (our
+extension) lists the caller's past jobs. Bad input -> HTTP 422 with {"detail": message}. The login itself
+(401 with ``WWW-Authenticate: Basic``, rate limits) is checked in front of every route by ``webui.auth.Gate``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import io
 import json
-import secrets
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
 
+from webui.auth import USER_KEY
 from webui.services import Services
 
 API_PREFIX = "/sdapi/v1"
@@ -109,34 +112,60 @@ def join_sampler(name: str, scheduler: Optional[str]) -> str:
     return name
 
 
-def make_auth_dependency(logins: tuple[tuple[str, str], ...]):
-    security = HTTPBasic(auto_error=False)
-
-    def check(credentials: Optional[HTTPBasicCredentials] = Depends(security)) -> None:
-        if not logins:
-            return
-        if credentials is not None:
-            for user, password in logins:
-                if secrets.compare_digest(credentials.username.encode(), user.encode()) and \
-                        secrets.compare_digest(credentials.password.encode(), password.encode()):
-                    return
+def caller(request: Request) -> str:
+    """The login of the request (set by ``webui.auth.Gate``); 401 when a login is configured but missing."""
+    user = request.scope.get(USER_KEY)
+    if user is None:
         raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+    return user
 
-    return check
+
+def parse_day(value: Optional[str], name: str) -> Optional[float]:
+    """'YYYY-MM-DD' (local midnight) or a unix time -> unix time; 422 naming the parameter otherwise."""
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(value).timestamp()
+    except ValueError as e:
+        raise HTTPException(422, f"{name}: expected YYYY-MM-DD or a unix time, got {value!r}") from e
+
+
+def is_admin(services: Services, user: str) -> bool:
+    server = services.config.server
+    return not server.auth or user in server.admins
+
+
+def history_rows(services: Services, user: str, *, kind=None, since=None, until=None, owner=None,
+                 limit: int = 100) -> list[dict]:
+    """The caller's history (everyone's, or ``owner``'s, for admins and when no login is configured)."""
+    admin = is_admin(services, user)
+    rows = services.history.list(owner if admin else user, kind=kind, since=since, until=until, limit=limit)
+    out = []
+    for entry in rows:
+        row = entry.as_dict()
+        row["urls"] = [f"{API_PREFIX}/history/{entry.id}/files/{i}" for i in range(len(entry.paths))]
+        out.append(row)
+    return out
 
 
 def build_router(services: Services) -> APIRouter:
     config = services.config
-    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(make_auth_dependency(config.server.auth))])
+    router = APIRouter(prefix=API_PREFIX)
     limits = config.limits
 
-    def run(kind: str, request) -> dict:
-        service = services.image
+    def run(kind: str, request, owner: str):
+        from webui.diffusion.types import ImageResult
+
         try:
-            result = getattr(service, kind)(request)
+            job = services.jobs.run(kind, request, owner=owner)
         except (ValueError, FileNotFoundError) as e:
             raise HTTPException(422, str(e)) from e
-        return result
+        result = job.result.value if job.result is not None else None
+        return result or ImageResult(images=[], seeds=[], infotexts=[], interrupted=True)  # cancelled while queued
 
     def respond(body: Txt2ImgBody, result, request_fields: dict) -> dict:
         info = {
@@ -188,16 +217,16 @@ def build_router(services: Services) -> APIRouter:
                     seed=body.seed, batch_count=body.n_iter, batch_size=body.batch_size, save=body.save_images)
 
     @router.post("/txt2img")
-    def txt2img(body: Txt2ImgBody) -> dict:
+    def txt2img(body: Txt2ImgBody, owner: str = Depends(caller)) -> dict:
         from webui.diffusion.types import Txt2ImgRequest
 
         extra = a1111_fields(body, "txt2img")
         apply_overrides(body)
         fields = {**common_fields(body), **extra}
-        return respond(body, run("txt2img", Txt2ImgRequest(**fields)), fields)
+        return respond(body, run("txt2img", Txt2ImgRequest(**fields), owner), fields)
 
     @router.post("/img2img")
-    def img2img(body: Img2ImgBody) -> dict:
+    def img2img(body: Img2ImgBody, owner: str = Depends(caller)) -> dict:
         from webui.diffusion.types import Img2ImgRequest, InpaintRequest
 
         if not body.init_images:
@@ -209,7 +238,7 @@ def build_router(services: Services) -> APIRouter:
         fields.update(image=image.convert("RGB"), resize_mode=body.resize_mode,
                       denoising_strength=body.denoising_strength)
         if body.mask is None:
-            return respond(body, run("img2img", Img2ImgRequest(**fields)), fields)
+            return respond(body, run("img2img", Img2ImgRequest(**fields), owner), fields)
         mask = decode_image(body.mask, limits.max_image_pixels, "mask")
         mask = mask.getchannel("A") if mask.mode == "RGBA" else mask.convert("L")
         if body.inpainting_fill not in INPAINTING_FILL:
@@ -218,24 +247,49 @@ def build_router(services: Services) -> APIRouter:
                       inpaint_full_res=body.inpaint_full_res,
                       inpaint_full_res_padding=body.inpaint_full_res_padding,
                       invert_mask=bool(body.inpainting_mask_invert))
-        return respond(body, run("inpaint", InpaintRequest(**fields)), fields)
+        return respond(body, run("inpaint", InpaintRequest(**fields), owner), fields)
 
     @router.get("/progress")
-    def progress(skip_current_image: bool = False) -> dict:
-        state = dict(services.image.progress_state())
-        image = state.pop("current_image", None)
-        state["current_image"] = None if (skip_current_image or image is None) else encode_png(image)
-        return state
+    def progress(skip_current_image: bool = False, owner: str = Depends(caller)) -> dict:
+        """A1111 /progress for the caller's own job; idle: progress 0, no image, no text."""
+        job = services.jobs.current(owner)
+        if job is None:
+            return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
+                    "state": {"skipped": False, "interrupted": False, "job": "", "job_count": 0, "job_timestamp": "0",
+                              "job_no": 0, "sampling_step": 0, "sampling_steps": 0, "queue_position": 0}}
+        p = job.progress()
+        ahead = services.jobs.position(job)
+        image = p["preview"]
+        return {
+            "progress": p["fraction"],
+            "eta_relative": p["eta"],
+            "current_image": None if (skip_current_image or image is None) else encode_png(image),
+            "textinfo": f"Queued: {ahead} job(s) ahead of you" if job.status.value == "queued" else p["text"],
+            "state": {"skipped": False, "interrupted": job.cancel_event.is_set(), "job": job.kind,
+                      "job_count": p["batches"], "job_timestamp": time.strftime("%Y%m%d%H%M%S",
+                                                                                time.localtime(job.created)),
+                      "job_no": p["batch"], "sampling_step": p["step"], "sampling_steps": p["steps"],
+                      "queue_position": ahead, "job_id": job.id, "status": job.status.value},
+        }
 
     @router.post("/interrupt")
-    def interrupt() -> dict:
-        services.image.interrupt()
+    def interrupt(owner: str = Depends(caller)) -> dict:
+        services.jobs.interrupt(owner)
         return {}
 
     @router.post("/skip")
-    def skip() -> None:
-        services.image.interrupt()
+    def skip(owner: str = Depends(caller)) -> None:
+        services.jobs.skip(owner)
         return None
+
+    @router.get("/history")
+    def history(kind: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
+                owner: Optional[str] = None, limit: int = 100, user: str = Depends(caller)) -> dict:
+        """Our extension: the caller's jobs, newest first (admins: everyone's, or ``owner``'s)."""
+        if not 1 <= limit <= 1000:
+            raise HTTPException(422, f"limit must be between 1 and 1000, got {limit}")
+        return {"jobs": history_rows(services, user, kind=kind or None, since=parse_day(since, "since"),
+                                     until=parse_day(until, "until"), owner=owner or None, limit=limit)}
 
     @router.get("/sd-models")
     def sd_models() -> list[dict]:
@@ -295,6 +349,18 @@ def build_router(services: Services) -> APIRouter:
         text = read_png_parameters(image) or ""
         return {"info": text, "items": {"parameters": text} if text else {},
                 "parameters": parse_infotext(text) if text else {}}
+
+    @router.get("/history/{job_id}/files/{index}")
+    def history_file(job_id: str, index: int, user: str = Depends(caller)):
+        """One output file of one of the caller's jobs (any job for admins)."""
+        from fastapi.responses import FileResponse
+
+        entry = services.history.get(job_id)
+        if entry is None or (entry.owner != user and not is_admin(services, user)):
+            raise HTTPException(404, f"no job {job_id} in your history")
+        if not 0 <= index < len(entry.paths) or not Path(entry.paths[index]).is_file():
+            raise HTTPException(404, f"job {job_id} has no file {index}")
+        return FileResponse(entry.paths[index])
 
     from webui.api_extras import build_extras_router
 

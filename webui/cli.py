@@ -40,6 +40,10 @@ def _add_server(p: argparse.ArgumentParser) -> None:
     g.add_argument("--auth", help="login(s) for the UI and API: user:pass[,user2:pass2]")
     g.add_argument("--auth-file", type=Path, help="file with user:pass entries, one per line or comma separated")
     g.add_argument("--no-api", action="store_true", help="do not mount the A1111-compatible /sdapi/v1 API")
+    g.add_argument("--admin", action="append", default=[], metavar="USER",
+                   help="a login that sees everyone's history (repeat for several)")
+    g.add_argument("--max-body-mb", type=float, default=ServerConfig.max_body_bytes / 2**20,
+                   help="largest request body in MB (larger ones get 413)")
 
 
 def _add_generation(p: argparse.ArgumentParser, *, image: bool, mask: bool) -> None:
@@ -183,7 +187,13 @@ def parse_args(argv: list[str]) -> ParsedArgs:
         except ValueError as e:
             parser.error(str(e))
         host = args.host or ("0.0.0.0" if args.listen else "127.0.0.1")
-        server = ServerConfig(host=host, port=args.port, auth=auth, api=not args.no_api)
+        unknown = [a for a in args.admin if a not in {user for user, _ in auth}]
+        if unknown:
+            parser.error(f"--admin {unknown[0]} is not one of the logins given by --auth/--auth-file")
+        if args.max_body_mb <= 0:
+            parser.error(f"--max-body-mb must be positive, got {args.max_body_mb}")
+        server = ServerConfig(host=host, port=args.port, auth=auth, api=not args.no_api, admins=tuple(args.admin),
+                              max_body_bytes=int(args.max_body_mb * 2**20))
     limits = LimitsConfig(max_audio_seconds=args.max_audio_seconds)
     config = AppConfig(server=server, paths=paths, perf=perf, limits=limits, default_model=args.default_model)
     return ParsedArgs(config, command, args)

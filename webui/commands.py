@@ -8,6 +8,8 @@ from pathlib import Path
 
 from webui.services import Services
 
+CLI_OWNER = "cli"  # the owner of jobs submitted from the command line (history shows them to admins)
+
 
 def _open_image(path: Path, max_pixels: int):
     from webui.uploads import open_image_file
@@ -64,8 +66,7 @@ def run_image_command(services: Services, command: str, args: argparse.Namespace
     from webui.diffusion.infotext import save_png
 
     request = _image_request(services, command, args)
-    run = {"txt2img": services.image.txt2img, "img2img": services.image.img2img, "inpaint": services.image.inpaint}
-    result = run[command](request)
+    result = services.jobs.run(command, request, owner=CLI_OWNER).result.value
     args.output.parent.mkdir(parents=True, exist_ok=True)
     for image, infotext, path in zip(result.images, result.infotexts, _output_paths(args.output, len(result.images))):
         save_png(image, path, infotext)
@@ -76,7 +77,8 @@ def run_image_command(services: Services, command: str, args: argparse.Namespace
 
 def run_talk_command(services: Services, args: argparse.Namespace) -> int:
     """One video, or a batch when several images/audios (or folders) are given."""
-    from talking_head.batch import expand_inputs, pair_inputs, run_batch
+    from talking_head.batch import expand_inputs, pair_inputs
+    from webui.jobs.runners import TalkingHeadBatch
     from talking_head.pipeline import TalkingHeadRequest
 
     images, audios = list(args.image), list(args.audio or [None])
@@ -111,7 +113,7 @@ def run_talk_command(services: Services, args: argparse.Namespace) -> int:
         pitch=args.pitch,
     )
     if single:
-        result = services.talking_head(request)
+        result = services.jobs.run("talking_head", request, owner=CLI_OWNER).result.value
         print(result.video_path)
         if result.speech_path:
             print(result.speech_path)
@@ -124,13 +126,8 @@ def run_talk_command(services: Services, args: argparse.Namespace) -> int:
         pairs = [(image, None) for image in expand_inputs(images, "image")]
     else:
         pairs = pair_inputs(expand_inputs(images, "image"), expand_inputs(audios, "audio"), args.pairing)
-
-    def progress(i: int, n: int, stage: str, frac: float) -> None:
-        if stage == "start":
-            speech = pairs[i][1].name if pairs[i][1] is not None else "text"
-            print(f"[{i + 1}/{n}] {pairs[i][0].name} + {speech}", file=sys.stderr, flush=True)
-
-    batch = run_batch(services.talking_head, request, pairs, args.output, progress=progress)
+    job = services.jobs.run("talking_head_batch", TalkingHeadBatch(request, tuple(pairs), args.output), owner=CLI_OWNER)
+    batch = job.result.value
     for item in batch.items:
         if item.ok:
             print(f"{item.result.video_path}\t{item.result.frames} frames, {item.result.timings['total']:.1f} s")

@@ -53,6 +53,10 @@ class PathsConfig:
     def gfpgan_dir(self) -> Path:
         return self.models_dir / "GFPGAN"
 
+    @property
+    def history_db(self) -> Path:
+        return self.outputs_dir / "history.sqlite3"  # every job and its outputs (webui.jobs.history)
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -60,6 +64,9 @@ class ServerConfig:
     port: int = 7860
     auth: tuple[tuple[str, str], ...] = ()  # (user, password) pairs from --auth / --auth-file
     api: bool = True  # mount the A1111-compatible /sdapi/v1 routes
+    admins: tuple[str, ...] = ()  # logins that see everyone's history (--admin USER)
+    max_body_bytes: int = 64 * 1024 * 1024  # larger request bodies get 413 (--max-body-mb)
+    login_failures_per_minute: int = 10  # then 429 with Retry-After, per client address
 
 
 @dataclass(frozen=True)

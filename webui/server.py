@@ -1,4 +1,4 @@
-"""Builds the FastAPI app (A1111 API + Gradio UI behind one login) and serves it with uvicorn."""
+"""Builds the FastAPI app (A1111 API + Gradio UI behind one gate) and serves it with uvicorn."""
 
 from __future__ import annotations
 
@@ -13,20 +13,33 @@ log = logging.getLogger(__name__)
 
 def build_app(services: Services) -> FastAPI:
     import gradio as gr
+    from starlette.routing import Mount
 
     from webui.api import mount_api
+    from webui.auth import FailedLogins, Gate, Logins, gradio_cookie_user, output_reader_check
     from webui.ui.layout import build_ui
 
     config = services.config
-    app = FastAPI(title="SD Talking Studio", docs_url="/docs" if config.server.api else None)
+    recovered = services.jobs.recover()  # jobs a previous process left running -> "interrupted"
+    if recovered:
+        log.warning("%d job(s) were unfinished when the server last stopped: marked interrupted", len(recovered))
+    app = FastAPI(title="SD Talking Studio", docs_url="/docs" if config.server.api else None,
+                  redoc_url="/redoc" if config.server.api else None)
     if config.server.api:
         mount_api(app, services)
-    blocks = build_ui(services).queue(default_concurrency_limit=1)
-    auth = list(config.server.auth) or None
+    blocks = build_ui(services).queue(default_concurrency_limit=None)  # the job queue does the scheduling
+    logins = Logins(config.server.auth)
     outputs = config.paths.outputs_dir
     outputs.mkdir(parents=True, exist_ok=True)
-    return gr.mount_gradio_app(app, blocks, path="/", auth=auth, allowed_paths=[str(outputs)],
-                               auth_message="SD Talking Studio — log in" if auth else None, show_error=True)
+    app = gr.mount_gradio_app(app, blocks, path="/", auth=logins.verify if logins else None,
+                              allowed_paths=[str(outputs)], show_error=True,
+                              auth_message="SD Talking Studio — log in" if logins else None)
+    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and hasattr(r.app, "tokens"))
+    app.add_middleware(Gate, logins=logins, max_body_bytes=config.server.max_body_bytes,
+                       failures=FailedLogins(config.server.login_failures_per_minute),
+                       cookie_user=gradio_cookie_user(gradio_app),
+                       may_read=output_reader_check(outputs, services.history, config.server.admins))
+    return app
 
 
 def serve(services: Services) -> None:

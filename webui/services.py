@@ -9,7 +9,7 @@ from webui.config import AppConfig
 
 
 class Services:
-    """Holds one ImageService and one TalkingHeadPipeline per process (models loaded once, reused)."""
+    """Holds one ImageService, one TalkingHeadPipeline and the job queue per process (models loaded once)."""
 
     def __init__(self, config: AppConfig):
         self.config = config
@@ -41,3 +41,19 @@ class Services:
             paths=self.config.paths,
             max_image_pixels=self.config.limits.max_image_pixels,
         )
+
+    @cached_property
+    def history(self):
+        from webui.jobs import History
+
+        return History(self.config.paths.history_db)
+
+    @cached_property
+    def jobs(self):
+        """The one queue every generation goes through (UI, REST API, CLI)."""
+        from webui.jobs import JobQueue
+        from webui.jobs.runners import register_builtin_kinds
+
+        queue = JobQueue(history=self.history)
+        register_builtin_kinds(queue, self)
+        return queue

@@ -8,6 +8,7 @@ or a newline are written as JSON strings. Keys with value None are dropped.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -178,11 +179,24 @@ def read_png_parameters(image: Image.Image) -> str | None:
 
 
 def save_png(image: Image.Image, path: Path | str, infotext: str | None) -> Path:
-    """Write ``image`` as PNG with the infotext in the ``parameters`` chunk (iTXt when not Latin-1)."""
+    """Write ``image`` as PNG with the infotext in the ``parameters`` chunk (iTXt when not Latin-1).
+
+    Atomic: the PNG (pixels and infotext in one go) goes to ``.<name>.part`` in the same folder, is
+    flushed to disk, then renamed over ``path``; a crash never leaves a half-written ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pnginfo = PngInfo()
     if infotext:
         pnginfo.add_text("parameters", infotext)
-    image.save(path, format="PNG", pnginfo=pnginfo)
+    temp = path.with_name(f".{path.name}.part")
+    try:
+        with open(temp, "wb") as f:
+            image.save(f, format="PNG", pnginfo=pnginfo)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return path

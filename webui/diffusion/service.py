@@ -1,9 +1,11 @@
 """ImageService: txt2img / img2img / inpaint over a cached diffusers pipeline set.
 
-One job at a time (A1111's ``queue_lock``); progress is polled with ``progress_state()`` (the shape of
-A1111's ``/progress``) or pushed to a ``ProgressCallback``; ``interrupt()`` stops the running job
-within one denoising step. Every public entry validates its request first (``check_inputs``) and
-raises ValueError naming the bad value.
+One batch at a time on the device. The service keeps no progress of its own: each call gets the
+:class:`~webui.jobs.JobControl` of the job it runs, reports every denoising step to it, checks its
+cancel flag every step (a cancelled job stops within one step, keeping the images made so far), yields
+the engine to other owners' jobs between batches, and announces each PNG before writing it atomically.
+Every public entry validates its request first (``check_inputs``) and raises ValueError naming the bad
+value.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import logging
 import random
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,10 +38,9 @@ from webui.diffusion.types import (
     ImageResult,
     InpaintRequest,
     ModelInfo,
-    ProgressCallback,
-    ProgressInfo,
     Txt2ImgRequest,
 )
+from webui.jobs.job import JobControl
 from webui.upscale import postprocess_services
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ MAX_SEED = 2**32 - 1
 MAX_MASK_BLUR = 64
 MAX_PADDING = 256
 PLACEHOLDER_DIR_NAME = "placeholder-tiny"
-PREVIEW_EVERY = 2  # without a progress callback, refresh the polled preview every N steps
 PREVIEW_VAE_MAX_PARAMS = 5_000_000  # decode previews with the real VAE only when it is this small
 # Linear latent -> RGB approximation for SD1.x VAEs (rows: latent channels, cols: R, G, B)
 SD15_LATENT_RGB = torch.tensor(
@@ -67,12 +66,9 @@ class ImageService:
         self.config = config
         self._perf = config.perf
         self._manager = manager or ModelManager()
-        self._queue_lock = threading.Lock()  # one generation (or model load) at a time
-        self._state_lock = threading.Lock()
-        self._interrupt = threading.Event()
+        self._queue_lock = threading.Lock()  # one batch (or model load) at a time on the device
         self._current: ModelInfo | None = None
         self._models: list[ModelInfo] | None = None
-        self._state = self._idle_state()
         self.upscalers, self.face_restorer = postprocess_services(config)  # hires fix, restore_faces, Extras
 
     # ------------------------------------------------------------------ registry
@@ -159,52 +155,6 @@ class ImageService:
                 for pipes in self._manager.loaded():
                     apply_perf(pipes.txt2img, perf, device)
 
-    # ------------------------------------------------------------------ progress / interrupt
-    @staticmethod
-    def _idle_state() -> dict[str, Any]:
-        return {
-            "job": "",
-            "job_count": 0,
-            "job_no": 0,
-            "sampling_step": 0,
-            "sampling_steps": 0,
-            "interrupted": False,
-            "started": None,
-            "current_image": None,
-            "textinfo": "",
-        }
-
-    def progress_state(self) -> dict[str, Any]:
-        """A1111 ``/progress``: {progress 0-1, eta_relative, state:{...}, current_image (PIL|None), textinfo}."""
-        with self._state_lock:
-            s = dict(self._state)
-        progress = 0.0
-        if s["job_count"]:
-            progress = s["job_no"] / s["job_count"]
-            if s["sampling_steps"]:
-                progress += s["sampling_step"] / s["sampling_steps"] / s["job_count"]
-        progress = min(max(progress, 0.0), 1.0)
-        eta = 0.0
-        if s["started"] and progress > 0:
-            elapsed = time.time() - s["started"]
-            eta = elapsed / progress - elapsed
-        return {
-            "progress": progress,
-            "eta_relative": eta,
-            "state": {k: s[k] for k in ("job", "job_count", "job_no", "sampling_step", "sampling_steps", "interrupted")},
-            "current_image": s["current_image"],
-            "textinfo": s["textinfo"],
-        }
-
-    def _set_state(self, **kw: Any) -> None:
-        with self._state_lock:
-            self._state.update(kw)
-
-    def interrupt(self) -> None:
-        """Stop the running job within one step; it returns the images made so far (interrupted=True)."""
-        self._interrupt.set()
-        self._set_state(interrupted=True)
-
     # ------------------------------------------------------------------ validation
     def check_inputs(self, req: Txt2ImgRequest) -> None:
         """Raise ValueError naming the first bad value of ``req``."""
@@ -269,23 +219,27 @@ class ImageService:
         raise ValueError(f"inpainting_fill must be one of {', '.join(INPAINT_FILL_MODES)} (or 0-2), got {value!r}")
 
     # ------------------------------------------------------------------ public jobs
-    def txt2img(self, req: Txt2ImgRequest, progress: ProgressCallback | None = None) -> ImageResult:
-        self.check_inputs(req)
-        return self._run("txt2img", req, progress)
-
-    def img2img(self, req: Img2ImgRequest, progress: ProgressCallback | None = None) -> ImageResult:
-        if not isinstance(req, Img2ImgRequest):
+    def check(self, kind: str, req: Txt2ImgRequest) -> None:
+        """Validate a request of ``kind`` (txt2img | img2img | inpaint); ValueError names the bad value."""
+        if kind == "img2img" and not isinstance(req, Img2ImgRequest):
             raise ValueError("img2img needs an Img2ImgRequest with an image")
-        self.check_inputs(req)
-        return self._run("img2img", req, progress)
-
-    def inpaint(self, req: InpaintRequest, progress: ProgressCallback | None = None) -> ImageResult:
-        if not isinstance(req, InpaintRequest):
+        if kind == "inpaint" and not isinstance(req, InpaintRequest):
             raise ValueError("inpaint needs an InpaintRequest with an image and a mask")
         self.check_inputs(req)
-        if req.mask is not None and imgs.mask_bbox(self._prepared_mask(req)) is None:
+        if kind == "inpaint" and req.mask is not None and imgs.mask_bbox(self._prepared_mask(req)) is None:
             raise ValueError("mask is empty (no white pixels): nothing to inpaint")
-        return self._run("inpaint", req, progress)
+
+    def txt2img(self, req: Txt2ImgRequest, control: JobControl | None = None) -> ImageResult:
+        self.check("txt2img", req)
+        return self._run("txt2img", req, control or JobControl())
+
+    def img2img(self, req: Img2ImgRequest, control: JobControl | None = None) -> ImageResult:
+        self.check("img2img", req)
+        return self._run("img2img", req, control or JobControl())
+
+    def inpaint(self, req: InpaintRequest, control: JobControl | None = None) -> ImageResult:
+        self.check("inpaint", req)
+        return self._run("inpaint", req, control or JobControl())
 
     # ------------------------------------------------------------------ internals
     def _pipes(self, model: ModelInfo, vae: str | None) -> PipelineSet:
@@ -319,71 +273,63 @@ class ImageService:
         arr = (rgb.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         return Image.fromarray(arr)
 
-    def _make_callback(self, pipes, batch_no: int, batch_count: int, progress: ProgressCallback | None) -> Callable:
+    def _make_callback(self, pipes, batch_no: int, batch_count: int, control: JobControl) -> Callable:
         def on_step_end(pipe, i, t, kwargs):
             total = getattr(pipe, "num_timesteps", None) or 0
-            preview = self._preview(pipes, kwargs["latents"]) if progress is not None or i % PREVIEW_EVERY == 0 else None
-            self._set_state(sampling_step=i + 1, sampling_steps=total, job_no=batch_no)
-            if preview is not None:
-                self._set_state(current_image=preview)
-            if progress is not None:
-                progress(ProgressInfo(job=batch_no, job_count=batch_count, step=i + 1, steps=total, preview=preview))
-            if self._interrupt.is_set():
+            preview = self._preview(pipes, kwargs["latents"]) if control.preview_due() else None
+            control.report(i + 1, total, batch=batch_no, batches=batch_count, preview=preview)
+            if control.cancelled() or control.take_skip():
                 pipe._interrupt = True  # diffusers skips the remaining steps, then decodes
             return kwargs
 
         return on_step_end
 
-    def _run(self, kind: str, req: Txt2ImgRequest, progress: ProgressCallback | None) -> ImageResult:
-        with self._queue_lock:
-            self._interrupt.clear()
-            self._set_state(**{**self._idle_state(), "job": kind, "job_count": req.batch_count, "started": time.time()})
-            try:
-                return self._run_locked(kind, req, progress)
-            finally:
-                self._set_state(job="", sampling_step=0, sampling_steps=0, job_count=0, job_no=0, started=None)
-
-    def _run_locked(self, kind: str, req: Txt2ImgRequest, progress: ProgressCallback | None) -> ImageResult:
-        # 1. Model, LoRAs, seeds
+    def _run(self, kind: str, req: Txt2ImgRequest, control: JobControl) -> ImageResult:
+        # 1. Model, LoRA tags, seeds, the input image/mask (img2img / inpaint), prepared once
         model = self.find_model(req.model) if req.model else self.current_model()
-        pipes = self._pipes(model, req.vae)
-        self._current = model
         prompt, loras = parse_lora_tags(req.prompt)
-        lora_hashes = apply_loras(pipes.txt2img, pipes.loras, Path(self.config.paths.lora_dir), loras)
         seeds = self._seeds(req)
-        self._set_state(textinfo=f"{kind}: {len(seeds)} image(s), model {model.name}")
-
-        # 2. Prepare the input image/mask once (img2img / inpaint)
         prepared = self._prepare_inputs(kind, req)
+        control.report(0, req.steps, batch=0, batches=req.batch_count,
+                       text=f"{kind}: {len(seeds)} image(s), model {model.name}")
 
-        # 3. Batches
+        # 2. Batches; between two, another owner's job may use the engine (so the model and LoRAs are
+        #    set again for each batch); each finished image is saved at once
         images: list[Image.Image] = []
         out_seeds: list[int] = []
+        infotexts: list[str] = []
+        paths: list[Path] = []
         interrupted = False
         for b in range(req.batch_count):
-            if self._interrupt.is_set():
+            if b:
+                control.batch_boundary()
+            if control.cancelled():
                 interrupted = True
                 break
             batch_seeds = seeds[b * req.batch_size : (b + 1) * req.batch_size]
-            callback = self._make_callback(pipes, b, req.batch_count, progress)
-            batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback)
-            if req.restore_faces:
-                batch_images = [self.face_restorer.restore(im) for im in batch_images]
-            images += batch_images
-            out_seeds += batch_seeds
-            self._set_state(job_no=b + 1, current_image=batch_images[0] if batch_images else None)
-            if progress is not None and not self._interrupt.is_set():
-                progress(ProgressInfo(job=b, job_count=req.batch_count, step=req.steps, steps=req.steps, preview=None))
-            if self._interrupt.is_set():
+            with self._queue_lock:
+                pipes = self._pipes(model, req.vae)
+                self._current = model
+                lora_hashes = apply_loras(pipes.txt2img, pipes.loras, Path(self.config.paths.lora_dir), loras)
+                callback = self._make_callback(pipes, b, req.batch_count, control)
+                batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback)
+                if req.restore_faces:
+                    batch_images = [self.face_restorer.restore(im) for im in batch_images]
+            stopped = control.cancelled()
+            for image, seed in zip(batch_images, batch_seeds):
+                info = self._infotext(kind, req, model, pipes, seed, lora_hashes)
+                if req.save:
+                    path = self._next_path(kind, seed)
+                    control.add_output(path, info)
+                    paths.append(save_png(image, path, info))
+                images.append(image)
+                out_seeds.append(seed)
+                infotexts.append(info)
+            control.report(0, req.steps, batch=b + 1, batches=req.batch_count,
+                           preview=batch_images[0] if batch_images else None)
+            if stopped:
                 interrupted = True
                 break
-
-        # 4. Infotexts and saving
-        infotexts = [self._infotext(kind, req, model, pipes, seed, lora_hashes) for seed in out_seeds]
-        paths: list[Path] = []
-        if req.save:
-            for image, seed, info in zip(images, out_seeds, infotexts):
-                paths.append(save_png(image, self._next_path(kind, seed), info))
         return ImageResult(images=images, seeds=out_seeds, infotexts=infotexts, paths=paths, interrupted=interrupted)
 
     def _prepare_inputs(self, kind: str, req: Txt2ImgRequest) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from PIL import Image
 
@@ -63,20 +63,6 @@ class InpaintRequest(Img2ImgRequest):
     inpaint_full_res_padding: int = 32
     inpainting_fill: str = "original"  # one of INPAINT_FILL_MODES
     invert_mask: bool = False
-
-
-@dataclass
-class ProgressInfo:
-    """Reported after each denoising step (and once per image at the end)."""
-
-    job: int  # index of the current batch (0-based)
-    job_count: int
-    step: int  # steps done in this batch
-    steps: int
-    preview: Optional[Image.Image] = None  # a cheap latent preview, when available
-
-
-ProgressCallback = Callable[[ProgressInfo], None]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Shared UI pieces: the generation-parameter widgets and the job runner with progress + live preview.
+"""Shared UI pieces: the generation-parameter widgets and the caller's job with progress + live preview.
 
 Widgets are read by name (inputs given as a set -> the handler receives {component: value}); nothing is
 positional. Engine errors (ValueError, FileNotFoundError) become ``gr.Error`` here and only here.
@@ -6,16 +6,15 @@ positional. Engine errors (ValueError, FileNotFoundError) become ``gr.Error`` he
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-import queue
-import threading
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable
 
 import gradio as gr
 
-from webui.diffusion.types import ImageResult, ProgressInfo
+from webui.diffusion.types import ImageResult
+from webui.jobs import Job, JobStatus
 
 PREVIEW_INTERVAL_S = 0.3  # how often the live preview / progress bar refresh
 
@@ -120,51 +119,113 @@ def result_info(result: ImageResult) -> str:
     return "\n".join(lines)
 
 
-def run_with_progress(job: Callable[[Callable[[ProgressInfo], None]], ImageResult], progress: gr.Progress
-                      ) -> Iterator[tuple]:
-    """Runs ``job(progress_callback)`` in a thread; yields (gallery, preview, info) updates as it goes."""
-    updates: "queue.Queue[ProgressInfo]" = queue.Queue()
-    outcome: dict[str, Any] = {}
+def job_owner(request: gr.Request | None) -> tuple[str, str | None]:
+    """(owner, session) of a Gradio event: the login user, or the browser session without a login."""
+    if request is None:
+        return "local", None
+    session = getattr(request, "session_hash", None)
+    return (getattr(request, "username", None) or f"session:{session}"), session
 
-    def target() -> None:
-        try:
-            outcome["result"] = job(updates.put)
-        except BaseException as e:  # re-raised in the handler's thread below
-            outcome["error"] = e
 
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    progress(0, desc="Loading model…")
-    while worker.is_alive() or not updates.empty():
-        latest = None
-        try:
-            latest = updates.get(timeout=PREVIEW_INTERVAL_S)
-            while True:
-                latest = updates.get_nowait()
-        except queue.Empty:
-            pass
-        if latest is not None:
-            progress((latest.step, latest.steps), desc=f"Batch {latest.job + 1}/{latest.job_count}", unit="steps")
-            if latest.preview is not None:
-                yield gr.skip(), latest.preview, gr.skip()
-    worker.join()
-    if "error" in outcome:
-        error = outcome["error"]
-        if isinstance(error, (ValueError, FileNotFoundError)):
-            raise gr.Error(str(error))
-        raise error
-    result: ImageResult = outcome["result"]
+async def submit_job(services, kind: str, job_request: Any, request: gr.Request | None) -> Job:
+    """Queue ``job_request`` as the caller's job; bad input -> gr.Error (the toast), nothing queued.
+    (Validation may read files, so it runs in a worker thread, not on the server's event loop.)"""
+    owner, session = job_owner(request)
+    try:
+        return await asyncio.to_thread(services.jobs.submit, kind, job_request, owner=owner, session=session)
+    except (ValueError, FileNotFoundError) as e:
+        raise gr.Error(str(e)) from e
+
+
+def progress_text(jobs, job: Job) -> tuple[Any, str]:
+    """(gr.Progress value, description) of the caller's job: queue position, or batch, step, time, ETA."""
+    p = job.progress()
+    if job.status is JobStatus.QUEUED or job.waiting_turn:
+        ahead = jobs.position(job)
+        return 0 if job.status is JobStatus.QUEUED else p["fraction"], (
+            f"Queued: {ahead} job{'s' if ahead != 1 else ''} ahead of you")
+    parts = []
+    if p["batches"] > 1:
+        parts.append(f"Batch {min(p['batch'] + 1, p['batches'])}/{p['batches']}")
+    if p["text"] and p["batches"] <= 1:
+        parts.append(p["text"])
+    if p["steps"]:
+        parts.append(f"step {p['step']}/{p['steps']}")
+    parts.append(f"{p['elapsed']:.1f} s")
+    if p["eta"] > 0:
+        parts.append(f"ETA {p['eta']:.0f} s")
+    return p["fraction"], " · ".join(parts)
+
+
+async def watch_job(jobs, job: Job, progress: gr.Progress | None) -> AsyncIterator[dict]:
+    """Follows ``job`` until it ends, updating ``progress``; yields each new live preview.
+
+    If the Gradio event is cancelled (``/gradio_api/cancel``, or its stream closed), the job is cancelled
+    in the engine too: it stops within one step. A closed tab is handled by ``JobQueue.cancel_session``.
+    """
+    last_preview = None
+    try:
+        while not job.done:
+            if progress is not None:
+                value, desc = progress_text(jobs, job)
+                progress(value, desc=desc)
+            preview = job.progress()["preview"]
+            if preview is not None and preview is not last_preview:
+                last_preview = preview
+                yield {"preview": preview}
+            await asyncio.sleep(PREVIEW_INTERVAL_S)
+    except BaseException:  # asyncio.CancelledError / GeneratorExit: the browser no longer waits
+        if not job.done:
+            jobs.cancel(job)
+        raise
+
+
+def job_value(job: Job) -> Any:
+    """The finished job's engine result; its error as gr.Error (input errors) or re-raised."""
+    if job.status is JobStatus.FAILED:
+        if isinstance(job.exception, (ValueError, FileNotFoundError, RuntimeError)):
+            raise gr.Error(str(job.exception))
+        raise job.exception or gr.Error(job.error or "the job failed")
+    if job.result is None or job.result.value is None:
+        raise gr.Error(f"The job was {job.status.value} before it produced anything.")
+    return job.result.value
+
+
+async def wait_for_job(jobs, job: Job, progress: gr.Progress | None) -> Any:
+    async for _ in watch_job(jobs, job, progress):
+        pass
+    return job_value(job)
+
+
+async def stream_image_job(services, kind: str, job_request: Any, request: gr.Request | None,
+                           progress: gr.Progress) -> AsyncIterator[tuple]:
+    """Submits an image job and yields (gallery, preview, info) updates: live previews, then the result."""
+    job = await submit_job(services, kind, job_request, request)
+    progress(0, desc="Queued")
+    async for update in watch_job(services.jobs, job, progress):
+        yield gr.skip(), update["preview"], gr.skip()
+    result: ImageResult = job_value(job)
     # The saved PNGs carry the A1111 "parameters" text; PIL images would be re-encoded without it.
     shown = [str(p) for p in result.paths] if len(result.paths) == len(result.images) else result.images
     yield [(img, f"seed {seed}") for img, seed in zip(shown, result.seeds)], gr.skip(), result_info(result)
-    time.sleep(0)  # let the last update flush before the event ends
 
 
-def named_handler(fn: Callable, names: list[str], *, progress: bool = False, optional: tuple[str, ...] = ()) -> Callable:
-    """Wraps ``fn(values: dict[name, value][, progress])`` as a handler whose signature lists ``names``.
+def interrupt_handler(services) -> Callable:
+    """The Interrupt button: stops the caller's own running job (other users' jobs go on)."""
+
+    def interrupt(request: gr.Request) -> None:
+        services.jobs.interrupt(job_owner(request)[0])
+
+    return interrupt
+
+
+def named_handler(fn: Callable, names: list[str], *, progress: bool = False, request: bool = False,
+                  optional: tuple[str, ...] = ()) -> Callable:
+    """Wraps ``fn(values: dict[name, value][, progress][, request])`` as a handler whose signature lists ``names``.
 
     Gradio reads the signature, so API clients (gradio_client) see named parameters in a fixed order and
-    the handler itself never depends on positions. Generator functions stay generators (streaming).
+    the handler itself never depends on positions. Generator functions stay generators (streaming), async
+    ones stay async (so a cancelled event reaches them). ``request`` passes the ``gr.Request`` (who calls).
     ``optional`` names (trailing ones) default to None, so API clients may leave them out.
     """
     if optional and list(names[len(names) - len(optional):]) != list(optional):
@@ -173,14 +234,27 @@ def named_handler(fn: Callable, names: list[str], *, progress: bool = False, opt
               else inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
     if progress:
         params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
+    if request:
+        params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                        annotation=gr.Request))
 
     def split(args: tuple, kwargs: dict) -> tuple[dict, tuple]:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         values = {n: bound.arguments[n] for n in names}
-        return values, ((bound.arguments["progress"],) if progress else ())
+        extra = ((bound.arguments["progress"],) if progress else ()) + ((bound.arguments["request"],) if request else ())
+        return values, extra
 
-    if inspect.isgeneratorfunction(fn):
+    if inspect.isasyncgenfunction(fn):
+        async def wrapper(*args, **kwargs):
+            values, extra = split(args, kwargs)
+            async for item in fn(values, *extra):
+                yield item
+    elif inspect.iscoroutinefunction(fn):
+        async def wrapper(*args, **kwargs):
+            values, extra = split(args, kwargs)
+            return await fn(values, *extra)
+    elif inspect.isgeneratorfunction(fn):
         def wrapper(*args, **kwargs):
             values, extra = split(args, kwargs)
             yield from fn(values, *extra)
@@ -191,14 +265,16 @@ def named_handler(fn: Callable, names: list[str], *, progress: bool = False, opt
 
     signature = inspect.Signature(params)
     wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {"request": gr.Request} if request else {}  # Gradio injects gr.Request by type hint
     wrapper.__name__ = getattr(fn, "__name__", "handler")
     return wrapper
 
 
 def bind(event: Callable, fn: Callable, fields: dict, outputs, api_name, *, progress: bool = False,
-         optional: tuple[str, ...] = (), **kwargs):
+         request: bool = False, optional: tuple[str, ...] = (), **kwargs):
     """``event(named handler, inputs=fields in order, outputs)`` — the one way tabs wire widgets to handlers."""
-    return event(named_handler(fn, list(fields), progress=progress, optional=optional), inputs=list(fields.values()),
+    return event(named_handler(fn, list(fields), progress=progress, request=request, optional=optional),
+                 inputs=list(fields.values()),
                  outputs=outputs, api_name=api_name, **kwargs)
 
 

@@ -6,7 +6,7 @@ import gradio as gr
 
 from webui.diffusion.types import RESIZE_MODES, Img2ImgRequest
 from webui.services import Services
-from webui.ui.common import GenerationWidgets, bind, generation_widgets, run_with_progress
+from webui.ui.common import GenerationWidgets, bind, generation_widgets, interrupt_handler, stream_image_job
 
 
 def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
@@ -22,18 +22,20 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
 
     w = generation_widgets("img2img", samplers, native, extra=inputs)
 
-    def generate(values: dict, progress: gr.Progress):
+    async def generate(values: dict, progress: gr.Progress, request: gr.Request):
         if values["image"] is None:
             raise gr.Error("img2img needs an input image: upload one first")
-        request = Img2ImgRequest(
+        job_request = Img2ImgRequest(
             image=values["image"],
             resize_mode=int(values["resize_mode"] or 0),
             denoising_strength=float(values["strength"]),
             **w.request_kwargs(values),
         )
-        yield from run_with_progress(lambda cb: services.image.img2img(request, progress=cb), progress)
+        async for update in stream_image_job(services, "img2img", job_request, request, progress):
+            yield update
 
-    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "img2img", progress=True)
-    w.interrupt.click(lambda: services.image.interrupt(), api_name=False, queue=False)
+    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "img2img", progress=True, request=True,
+         show_progress_on=w.gallery)
+    w.interrupt.click(interrupt_handler(services), api_name=False, queue=False)
     w.extra = extra  # type: ignore[attr-defined]  # used by "send to img2img"
     return w

@@ -10,7 +10,7 @@ from PIL import Image
 
 from webui.diffusion.types import INPAINT_FILL_MODES, InpaintRequest
 from webui.services import Services
-from webui.ui.common import GenerationWidgets, bind, generation_widgets, run_with_progress
+from webui.ui.common import GenerationWidgets, bind, generation_widgets, interrupt_handler, stream_image_job
 
 INPAINT_AREAS = ("Whole picture", "Only masked")
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
@@ -59,15 +59,16 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
                                       elem_id="inpaint_strength")
 
     w = generation_widgets("inpaint", samplers, native, extra=inputs)
+    w.extra = extra  # type: ignore[attr-defined]  # used by "send to inpaint"
 
-    def generate(values: dict, progress: gr.Progress):
+    async def generate(values: dict, progress: gr.Progress, request: gr.Request):
         image, drawn_mask = editor_to_image_and_mask(values["editor"])
         if image is None:
             raise gr.Error("Inpaint needs an image: upload one into the editor first")
         mask = values["mask_upload"] if values["mask_upload"] is not None else drawn_mask
         if mask is None:
             raise gr.Error("Inpaint needs a mask: paint over the area to repaint, or upload a mask")
-        request = InpaintRequest(
+        job_request = InpaintRequest(
             image=image,
             mask=mask.convert("L"),
             mask_blur=int(values["mask_blur"]),
@@ -78,8 +79,10 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
             denoising_strength=float(values["strength"]),
             **w.request_kwargs(values),
         )
-        yield from run_with_progress(lambda cb: services.image.inpaint(request, progress=cb), progress)
+        async for update in stream_image_job(services, "inpaint", job_request, request, progress):
+            yield update
 
-    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "inpaint", progress=True)
-    w.interrupt.click(lambda: services.image.interrupt(), api_name=False, queue=False)
+    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "inpaint", progress=True, request=True,
+         show_progress_on=w.gallery)
+    w.interrupt.click(interrupt_handler(services), api_name=False, queue=False)
     return w

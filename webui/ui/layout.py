@@ -6,7 +6,7 @@ import gradio as gr
 
 from webui.diffusion.samplers import SAMPLER_NAMES
 from webui.services import Services
-from webui.ui import extras, img2img, inpaint, pnginfo, settings, talking_head, txt2img
+from webui.ui import extras, history, img2img, inpaint, pnginfo, settings, talking_head, txt2img
 from webui.ui.common import guard
 
 TITLE = "SD Talking Studio"
@@ -47,15 +47,32 @@ def build_ui(services: Services) -> gr.Blocks:
             with gr.Tab("txt2img", id="txt2img"):
                 t2i = txt2img.build(services, samplers, native)
             with gr.Tab("img2img", id="img2img"):
-                img2img.build(services, samplers, native)
+                i2i = img2img.build(services, samplers, native)
             with gr.Tab("Inpaint", id="inpaint"):
-                inpaint.build(services, samplers, native)
+                inp = inpaint.build(services, samplers, native)
             with gr.Tab("Extras", id="extras"):
                 extras.build(services)
             with gr.Tab("Talking head", id="talking_head"):
                 talking_head.build(services)
+            with gr.Tab("History", id="history") as history_tab:
+                targets = history.SendTargets(tabs=tabs, txt2img=t2i, img2img=i2i, img2img_image=i2i.extra["image"],
+                                              inpaint=inp, inpaint_editor=inp.extra["editor"],
+                                              talk_image=component_by_elem_id(demo, "talk_image"))
+                history.build(services, targets, history_tab)
             with gr.Tab("PNG Info", id="pnginfo"):
                 pnginfo.build(t2i, tabs, "txt2img")
             with gr.Tab("Settings", id="settings"):
                 settings.build(services)
+
+        def cancel_session_jobs(request: gr.Request) -> None:
+            """A closed tab (its heartbeat ends): its queued and running jobs are cancelled in the engine."""
+            if request is not None and request.session_hash:
+                services.jobs.cancel_session(request.session_hash)
+
+        demo.unload(cancel_session_jobs)
     return demo
+
+
+def component_by_elem_id(demo: gr.Blocks, elem_id: str):
+    """A component built by another tab's file, found by its elem_id (None if that tab has no such widget)."""
+    return next((b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id), None)

@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from webui.services import Services
-from webui.ui.common import bind
+from webui.ui.common import bind, submit_job, wait_for_job
 
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENGINES = ("auto", "default", "sadtalker")
@@ -81,8 +81,9 @@ def build(services: Services) -> None:
               "ref_eyeblink": ref_eyeblink, "ref_pose": ref_pose, "batch_images": batch_images,
               "batch_audios": batch_audios, "pairing": pairing}
 
-    def run(named: dict, progress: gr.Progress):
-        from talking_head.batch import pair_inputs, run_batch
+    async def run(named: dict, progress: gr.Progress, request: gr.Request):
+        from webui.jobs.runners import TalkingHeadBatch
+        from talking_head.batch import pair_inputs
         from talking_head.pipeline import TalkingHeadRequest
 
         images = ([named["image"]] if named["image"] else []) + list(named["batch_images"] or [])
@@ -92,7 +93,7 @@ def build(services: Services) -> None:
         typed = named.get("text") or None
         if not audios and not typed:
             raise gr.Error("Upload or record a speech file, or type a text to speak, first")
-        request = TalkingHeadRequest(
+        job_request = TalkingHeadRequest(
             image=Path(images[0]),
             audio=Path(audios[0]) if audios and not typed else None,
             text=typed,
@@ -116,10 +117,8 @@ def build(services: Services) -> None:
         if typed:  # one typed script, spoken by every portrait
             audios = []
         if len(images) == 1 and len(audios) <= 1:
-            try:
-                result = services.talking_head(request, progress=lambda stage, frac: progress(frac, desc=stage))
-            except (ValueError, FileNotFoundError, RuntimeError) as e:
-                raise gr.Error(str(e)) from e
+            job = await submit_job(services, "talking_head", job_request, request)
+            result = await wait_for_job(services.jobs, job, progress)
             lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
             lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
             spoken = str(result.speech_path) if result.speech_path else None
@@ -131,10 +130,10 @@ def build(services: Services) -> None:
                 pairs = pair_inputs([Path(p) for p in images], [Path(a) for a in audios], named["pairing"] or "product")
         except ValueError as e:
             raise gr.Error(str(e)) from e
-        out_dir = services.talking_head.output_path(request).with_suffix("")
-        batch = run_batch(services.talking_head, request, pairs, out_dir,
-                          progress=lambda i, n, stage, frac: progress((i + frac) / n,
-                                                                      desc=f"video {i + 1}/{n}: {stage}"))
+        out_dir = services.talking_head.output_path(job_request).with_suffix("")
+        job = await submit_job(services, "talking_head_batch", TalkingHeadBatch(job_request, tuple(pairs), out_dir),
+                               request)
+        batch = await wait_for_job(services.jobs, job, progress)
         lines = [f"**{len(batch.done)} of {len(batch.items)} videos** → `{out_dir}`", ""]
         for item in batch.items:
             name = f"{Path(item.image).name} + {Path(item.audio).name if item.audio else 'text'}"
@@ -145,4 +144,4 @@ def build(services: Services) -> None:
         return (videos[0] if videos else None), videos, "\n".join(lines), spoken
 
     bind(generate.click, run, fields, [video, download, timings, speech], "talking_head", progress=True,
-         optional=OPTIONAL_FIELDS)
+         request=True, optional=OPTIONAL_FIELDS)

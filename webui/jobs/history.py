@@ -1,0 +1,171 @@
+"""Job history in SQLite (standard library): owner, time, kind, parameters, status, outputs.
+
+One row per job, written when it is queued and updated as it runs; each output path is recorded just
+before its file is written (the file itself appears atomically, by rename), so after a crash
+``recover()`` makes the history agree with the disk: jobs left queued/running become "interrupted",
+recorded paths whose file never appeared are dropped, and half-written temp files are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    status TEXT NOT NULL,
+    params TEXT NOT NULL,      -- JSON object of the request's parameters
+    paths TEXT NOT NULL,       -- JSON list of output paths
+    infotexts TEXT NOT NULL,   -- JSON list, one per path
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created);
+"""
+UNFINISHED = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    id: str
+    owner: str
+    kind: str
+    created: float  # unix time
+    started: Optional[float]
+    finished: Optional[float]
+    status: str
+    params: dict[str, Any]
+    paths: tuple[str, ...]
+    infotexts: tuple[str, ...]
+    error: Optional[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "owner": self.owner, "kind": self.kind, "created": self.created,
+                "started": self.started, "finished": self.finished, "status": self.status, "params": self.params,
+                "paths": list(self.paths), "infotexts": list(self.infotexts), "error": self.error}
+
+
+class History:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit: every write is durable
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def _exec(self, sql: str, args: Iterable[Any] = ()) -> None:
+        with self._lock:
+            db = self._connect()
+            try:
+                db.execute(sql, tuple(args))
+            finally:
+                db.close()
+
+    # ---------------------------------------------------------------- writes
+    def add(self, job) -> None:
+        self._exec("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   (job.id, job.owner, job.kind, job.created, job.started, job.finished, job.status.value,
+                    json.dumps(job.params, default=str), json.dumps([str(p) for p in job.paths]),
+                    json.dumps(list(job.infotexts)), job.error))
+
+    def update(self, job) -> None:
+        self._exec("UPDATE jobs SET started=?, finished=?, status=?, paths=?, infotexts=?, error=? WHERE id=?",
+                   (job.started, job.finished, job.status.value, json.dumps([str(p) for p in job.paths]),
+                    json.dumps(list(job.infotexts)), job.error, job.id))
+
+    def recover(self) -> list[str]:
+        """After a restart: unfinished jobs -> interrupted, keep only outputs that exist. Returns their ids."""
+        with self._lock:
+            db = self._connect()
+            try:
+                rows = db.execute(f"SELECT id, paths, infotexts FROM jobs WHERE status IN {UNFINISHED}").fetchall()
+                for job_id, paths_json, infos_json in rows:
+                    paths, infos = json.loads(paths_json), json.loads(infos_json)
+                    for folder in {Path(p).parent for p in paths}:
+                        _remove_temp_files(folder)
+                    kept = [(p, i) for p, i in zip(paths, infos + [""] * len(paths)) if Path(p).is_file()]
+                    db.execute("UPDATE jobs SET status='interrupted', finished=COALESCE(finished, ?), paths=?, "
+                               "infotexts=?, error=COALESCE(error, 'the server stopped while it ran') WHERE id=?",
+                               (time.time(), json.dumps([p for p, _ in kept]), json.dumps([i for _, i in kept]),
+                                job_id))
+            finally:
+                db.close()
+        return [r[0] for r in rows]
+
+    # ---------------------------------------------------------------- reads
+    def list(self, owner: Optional[str] = None, *, kind: Optional[str] = None, since: Optional[float] = None,
+             until: Optional[float] = None, limit: int = 100) -> list[HistoryEntry]:
+        """Newest first. ``owner=None`` lists everyone's (admins)."""
+        where, args = [], []
+        for column, op, value in (("owner", "=", owner), ("kind", "=", kind), ("created", ">=", since),
+                                  ("created", "<", until)):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                args.append(value)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created DESC LIMIT ?"
+        with self._lock:
+            db = self._connect()
+            try:
+                rows = db.execute(sql, (*args, int(limit))).fetchall()
+            finally:
+                db.close()
+        return [_entry(r) for r in rows]
+
+    def owner_of(self, path: str) -> Optional[str]:
+        """The owner of the job that wrote ``path`` (None if no job did)."""
+        needle = json.dumps(str(path))
+        with self._lock:
+            db = self._connect()
+            try:
+                rows = db.execute("SELECT owner, paths FROM jobs WHERE instr(paths, ?) > 0", (needle,)).fetchall()
+            finally:
+                db.close()
+        for owner, paths in rows:
+            if str(path) in json.loads(paths):
+                return owner
+        return None
+
+    def get(self, job_id: str) -> Optional[HistoryEntry]:
+        with self._lock:
+            db = self._connect()
+            try:
+                row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            finally:
+                db.close()
+        return _entry(row) if row else None
+
+
+def _entry(row) -> HistoryEntry:
+    (job_id, owner, kind, created, started, finished, status, params, paths, infotexts, error) = row
+    return HistoryEntry(job_id, owner, kind, created, started, finished, status, json.loads(params),
+                        tuple(json.loads(paths)), tuple(json.loads(infotexts)), error)
+
+
+def _remove_temp_files(folder: Path) -> None:
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.is_file() and is_temp_name(p.name):
+            p.unlink(missing_ok=True)
+
+
+def is_temp_name(name: str) -> bool:
+    """A file still being written: ``.<name>.part`` (PNGs, see save_png) or ``<stem>.partial.mp4`` (videos)."""
+    return (name.startswith(".") and name.endswith(".part")) or name.endswith(".partial.mp4")
