@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from webui.api import caller
 from webui.services import Services
 
 
@@ -50,7 +51,7 @@ def build_extras_router(services: Services) -> APIRouter:
     router = APIRouter()
     max_pixels = services.config.limits.max_image_pixels
 
-    def run(body: ExtrasBaseBody, images: list, names: list):
+    def run(body: ExtrasBaseBody, images: list, names: list, owner: str):
         from webui.upscale.extras import ExtrasRequest
 
         request = ExtrasRequest(
@@ -70,23 +71,26 @@ def build_extras_router(services: Services) -> APIRouter:
             save=False,  # A1111's API does not save extras outputs
         )
         try:
-            return services.extras.run(request)
+            job = services.jobs.run("extras", request, owner=owner)
         except (ValueError, FileNotFoundError) as e:
             raise HTTPException(422, str(e)) from e
+        if job.result is None or job.result.value is None or not job.result.value.images:
+            raise HTTPException(409, f"the extras job was {job.status.value} before it finished")
+        return job.result.value
 
     @router.post("/extra-single-image")
-    def extra_single_image(body: ExtrasSingleBody) -> dict:
+    def extra_single_image(body: ExtrasSingleBody, owner: str = Depends(caller)) -> dict:
         image = decode_image(body.image, max_pixels, "image")
-        result = run(body, [image], [])
+        result = run(body, [image], [], owner)
         out = encode_png(result.images[0], result.infotexts[0]) if body.show_extras_results else None
         return {"html_info": result.html_info, "image": out}
 
     @router.post("/extra-batch-images")
-    def extra_batch_images(body: ExtrasBatchBody) -> dict:
+    def extra_batch_images(body: ExtrasBatchBody, owner: str = Depends(caller)) -> dict:
         if not body.imageList:
             raise HTTPException(422, "imageList: at least one image is required")
         images = [decode_image(f.data, max_pixels, f"imageList[{i}]") for i, f in enumerate(body.imageList)]
-        result = run(body, images, [f.name for f in body.imageList])
+        result = run(body, images, [f.name for f in body.imageList], owner)
         out = [encode_png(im, info) for im, info in zip(result.images, result.infotexts)] if body.show_extras_results else []
         return {"html_info": result.html_info, "images": out}
 

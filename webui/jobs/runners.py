@@ -23,6 +23,15 @@ def register_builtin_kinds(queue: JobQueue, services: Any) -> None:
     queue.register("talking_head", lambda req, control: run_talking_head(services, req, control),
                    check=lambda req: check_talking_head(services, req))
     register_batch_kind(queue, services)
+    queue.register("extras", lambda req, control: run_extras(services, req, control),
+                   check=lambda req: services.extras.check_inputs(req))
+
+
+def run_extras(services: Any, request: Any, control: JobControl) -> JobResult:
+    """Extras (upscalers, face restore): one image at a time, other users' jobs between images."""
+    result = services.extras.run(request, control)
+    return JobResult(result, list(result.paths), list(result.infotexts) if result.paths else [],
+                     interrupted=control.cancelled())
 
 
 def _register_image_kind(queue: JobQueue, services: Any, kind: str) -> None:

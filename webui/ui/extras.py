@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from webui.services import Services
-from webui.ui.common import bind
+from webui.ui.common import bind, submit_job, wait_for_job
 from webui.upscale.extras import RESIZE_BY, RESIZE_TO, ExtrasRequest, load_folder
 
 SOURCES = ("Single image", "Batch process", "Batch from directory")
@@ -80,10 +80,10 @@ def build(services: Services) -> None:
                             outputs=[w["upscaling_resize"], w["upscaling_resize_w"], w["upscaling_resize_h"],
                                      w["upscaling_crop"]], api_name=False)
 
-    def process(values: dict):
+    async def process(values: dict, progress: gr.Progress, request: gr.Request):
         try:
             images, image_names = _inputs(values, services.config.limits.max_image_pixels)
-            request = ExtrasRequest(
+            extras_request = ExtrasRequest(
                 images=tuple(images),
                 names=tuple(image_names),
                 resize_mode=RESIZE_TO if values["resize_mode"] == RESIZE_TO else RESIZE_BY,
@@ -97,13 +97,14 @@ def build(services: Services) -> None:
                 gfpgan_visibility=float(values["gfpgan_visibility"]),
                 upscale_first=bool(values["upscale_first"]),
             )
-            result = services.extras.run(request)
         except (ValueError, FileNotFoundError) as e:
             raise gr.Error(str(e)) from e
+        job = await submit_job(services, "extras", extras_request, request)
+        result = await wait_for_job(services.jobs, job, progress)
         size = f"{result.images[0].width}x{result.images[0].height}"
         text = f"{len(result.images)} image(s), {size}\n{result.html_info}"
         if result.paths:
             text += f"\nSaved: {result.paths[0].parent}"
         return result.images, text
 
-    bind(run.click, process, w, [gallery, info], "extras")
+    bind(run.click, process, w, [gallery, info], "extras", progress=True, request=True)

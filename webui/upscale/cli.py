@@ -43,7 +43,7 @@ def run_upscale_command(services, args: argparse.Namespace) -> int:
         gfpgan_visibility=args.gfpgan_visibility,
         save=False,
     )
-    result = services.extras.run(request)
+    result = services.jobs.run("extras", request, owner="cli").result.value
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_png(result.images[0], args.output, result.infotexts[0])
     print(args.output)

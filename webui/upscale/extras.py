@@ -113,7 +113,9 @@ class ExtrasService:
         return scaled, ((tw, th) if req.upscaling_crop else None)
 
     # ------------------------------------------------------------------ run
-    def run(self, req: ExtrasRequest) -> ExtrasResult:
+    def run(self, req: ExtrasRequest, control=None) -> ExtrasResult:
+        """``control`` (a job's JobControl, optional): progress per image, other users' jobs may run
+        between images, a cancel stops before the next image (what finished is kept)."""
         from webui.diffusion.infotext import read_png_parameters
 
         self.check_inputs(req)
@@ -121,6 +123,12 @@ class ExtrasService:
         line = ", ".join(f"{k}: {v}" for k, v in params.items())
         images, infotexts, paths = [], [], []
         for i, source in enumerate(req.images):
+            if control is not None:
+                if i:
+                    control.batch_boundary()
+                if control.cancelled():
+                    break
+                control.report(i, len(req.images), text="upscaling")
             original_info = read_png_parameters(source)
             out = self.process(req, source.convert("RGB"))
             info = f"{original_info}\n{line}" if original_info else line
@@ -128,7 +136,7 @@ class ExtrasService:
             infotexts.append(info)
             if req.save:
                 name = req.names[i] if req.names else None
-                paths.append(self._save(out, info, name))
+                paths.append(self._save(out, info, name, control))
         return ExtrasResult(images, infotexts, paths, html_info=line)
 
     def process(self, req: ExtrasRequest, image: Image.Image) -> Image.Image:
@@ -178,7 +186,7 @@ class ExtrasService:
             params["GFPGAN visibility"] = f"{req.gfpgan_visibility:g}"
         return params
 
-    def _save(self, image: Image.Image, info: str, name: str | None) -> Path:
+    def _save(self, image: Image.Image, info: str, name: str | None, control=None) -> Path:
         from webui.diffusion.infotext import save_png
 
         folder = self.outputs_dir / "extras-images" / _dt.date.today().isoformat()
@@ -188,4 +196,7 @@ class ExtrasService:
         if name:
             safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:64]
             stem += f"-{safe}"
-        return save_png(image, folder / f"{stem}.png", info)
+        path = folder / f"{stem}.png"
+        if control is not None:
+            control.add_output(path, info)  # recorded before the atomic write (history agrees with disk)
+        return save_png(image, path, info)
