@@ -39,7 +39,7 @@ ENGINES = ("auto", "default", "sadtalker")
 ENHANCERS = (None, "gfpgan")
 MAX_IMAGE_PIXELS = 40_000_000   # ~ 7700 x 5200; larger images are refused
 MIN_IMAGE_SIDE = 64
-PROGRESS_EVERY = 10             # frames between progress callbacks while rendering
+PROGRESS_EVERY = 1              # frames between progress callbacks while rendering (a job checks its cancel there)
 
 ProgressFn = Callable[[str, float], None]
 
