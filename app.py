@@ -7,6 +7,7 @@
     python app.py train --help
     python app.py upscale --image in.png --upscaler StudioCompact-x4 --scale 4 --output out.png
     python app.py train-upscaler        # retrain the embedded upscalers (models/RealESRGAN/StudioCompact-x*)
+    python app.py doctor                # this machine against the requirements, recommended settings
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         from webui.upscale.train import main as train_upscaler_main
 
         return train_upscaler_main(list(parsed.rest))
+
+    if parsed.command == "doctor":
+        from webui.doctor import main as doctor_main
+
+        return doctor_main(parsed.config.paths)
 
     from webui.services import Services
 

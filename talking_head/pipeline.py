@@ -175,6 +175,8 @@ def _load_image(image: str | Path | np.ndarray, max_pixels: int) -> np.ndarray:
                 raise ValueError(f"image={str(path)!r} is too large: {w}x{h} = {w * h} pixels, limit {max_pixels}")
             Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
             arr = np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as exc:  # raised by Image.open itself, before our own size check
+        raise ValueError(f"image={str(path)!r} is too large (limit {max_pixels} pixels): {exc}") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"image={str(path)!r} is not a readable image ({exc})") from exc
     return np.ascontiguousarray(arr)

@@ -36,7 +36,10 @@ def tiny_models_dir(tmp_path_factory) -> Path:
 
 
 def app_config(models: Path, tmp: Path, port: int = 7860, auth=(), admins=()) -> AppConfig:
-    paths = PathsConfig(models_dir=models, checkpoints_dir=tmp / "checkpoints", outputs_dir=tmp / "outputs")
+    styles = tmp / "styles.csv"  # A1111 layout; one style with the {prompt} placeholder
+    styles.write_text('name,prompt,negative_prompt\nCircle,"a red circle, {prompt}",blurry\n', encoding="utf-8")
+    paths = PathsConfig(models_dir=models, checkpoints_dir=tmp / "checkpoints", outputs_dir=tmp / "outputs",
+                        styles_file=styles)
     return AppConfig(server=ServerConfig(host="127.0.0.1", port=port, auth=tuple(auth), admins=tuple(admins)),
                      paths=paths)
 

@@ -91,6 +91,15 @@ def test_inpaint_with_drawn_mask(page, tmp_path):
     info = page.locator("#inpaint_info textarea")
     page.wait_for_function("el => el.value.includes('Denoising strength')", arg=info.element_handle())
     shot(page, "inpaint")
+    # the painted (centre) area changed with the tab's defaults; the corners kept the source colour
+    import io
+
+    out = np.asarray(Image.open(io.BytesIO(page.request.get(result.get_attribute("src")).body())).convert("RGB"))
+    src = np.asarray(Image.open(source).resize(out.shape[1::-1]).convert("RGB")).astype(int)
+    h, w = out.shape[:2]
+    centre = np.abs(out[h // 2 - 3:h // 2 + 3, w // 2 - 8:w // 2 + 8].astype(int) - src[h // 2 - 3:h // 2 + 3, w // 2 - 8:w // 2 + 8])
+    corner = np.abs(out[:6, :6].astype(int) - src[:6, :6])
+    assert centre.mean() > 10 and corner.max() <= 3, (centre.mean(), corner.max())
 
 
 def test_other_tabs_render(page):

@@ -147,3 +147,33 @@ def test_admin_and_body_limit_flags():
     assert parse_args([]).config.server.max_body_bytes == 64 * 2**20
     with pytest.raises(SystemExit):
         parse_args(["--auth", "alice:pw", "--admin", "mallory"])  # not a login
+
+
+def test_cli_option_errors_are_clear(tmp_path):
+    """--vae is not an ambiguous prefix; bad sizes and outputs are argparse errors, not tracebacks."""
+    parsed = parse_args(["txt2img", "--prompt", "x", "--output", "o.png", "--vae", "v.safetensors", "--vae-tiling"])
+    assert parsed.args.vae == "v.safetensors" and parsed.config.perf.vae_tiling
+    assert parse_args(["txt2img", "--prompt", "x", "--output", "o.png", "--width", "64"]).args.width == 64
+    bad = [["--width", "0"], ["--height", "65"], ["--width", "4096"], ["--output", str(tmp_path)],
+           ["--output", str(tmp_path / "a.jpg")], ["--vae-til"]]
+    for extra in bad:
+        argv = ["txt2img", "--prompt", "x", "--output", str(tmp_path / "o.png"), *extra]
+        with pytest.raises(SystemExit) as e:
+            parse_args(argv)
+        assert e.value.code == 2, extra
+
+
+def test_cli_talk_help_and_bomb(tmp_path):
+    """Every talk option has a help text; a decompression-bomb portrait is a one-line error."""
+    from webui.cli import build_parser
+
+    talk = build_parser()._subparsers._group_actions[0].choices["talk"]
+    missing = [a.option_strings for a in talk._actions if a.option_strings and not a.help]
+    assert not missing
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20000, 20000)).save(bomb)  # 400 Mpx, a few hundred KB on disk
+    speech = tmp_path / "s.wav"
+    subprocess.run(["espeak-ng", "-w", str(speech), "Hi."], check=True)
+    r = run_app("talk", "--image", str(bomb), "--audio", str(speech), "--output", str(tmp_path / "t.mp4"),
+                "--checkpoints-dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and "too large" in r.stderr and "Traceback" not in r.stderr

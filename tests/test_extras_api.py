@@ -82,9 +82,9 @@ def api_png(image: Image.Image) -> str:
 
 @pytest.mark.parametrize(
     "field, value, word",
-    [("tiling", True, "tiling"), ("script_name", "X/Y/Z plot", "script_name: script 'X/Y/Z plot'"),
+    [("tiling", True, "tiling"), ("script_name", "loopback", "script_name 'loopback'"),
      ("alwayson_scripts", {"controlnet": {"args": []}}, "alwayson_scripts.controlnet"),
-     ("subseed_strength", 0.3, "subseed_strength"), ("override_settings", {"CLIP_stop_at_last_layers": 2}, "CLIP_stop")],
+     ("s_churn", 0.5, "s_churn"), ("override_settings", {"CLIP_stop_at_last_layers": 2}, "CLIP_stop")],
 )
 def test_unimplemented_a1111_fields_are_422(server, field, value, word):
     url, _ = server

@@ -29,10 +29,12 @@ def test_endpoints_have_named_parameters(client):
     assert {"/txt2img", "/img2img", "/inpaint", "/talking_head", "/png_info", "/select_model", "/settings",
             "/interrupt"} <= set(api)
     names = [p["parameter_name"] for p in api["/txt2img"]["parameters"]]
-    assert names == ["prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
-                     "batch_count", "batch_size", "enable_hr", "hr_upscaler", "hr_second_pass_steps",
-                     "denoising_strength", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_sampler_name", "hr_prompt",
-                     "hr_negative_prompt", "restore_faces"]
+    assert names[:21] == ["prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
+                          "batch_count", "batch_size", "enable_hr", "hr_upscaler", "hr_second_pass_steps",
+                          "denoising_strength", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_sampler_name",
+                          "hr_prompt", "hr_negative_prompt", "restore_faces"]
+    # then the A1111 extras, each with a default: variation seed options, styles, the X/Y/Z plot script
+    assert {"extra_seed", "subseed", "subseed_strength", "styles", "script", "xyz_x_type"} <= set(names[21:])
 
 
 def test_txt2img_and_png_info(client):
@@ -84,7 +86,7 @@ def test_select_model_settings_interrupt(client, live_server):
     status = client.predict(device="cpu", precision="fp32", attention="sliced", autocast=False, tf32=True,
                             vae_slicing=True, vae_tiling=True, channels_last=False, memory="normal", threads=0,
                             api_name="/settings")
-    assert "vae_tiling=True" in status
+    assert "VAE tiling" in status and "attention sliced" in status and "PerfConfig" not in status
     assert services.image.perf.attention == "sliced" and services.image.perf.vae_tiling
     client.predict(device="cpu", precision="fp32", attention="sdpa", autocast=False, tf32=True, vae_slicing=False,
                    vae_tiling=False, channels_last=False, memory="normal", threads=0, api_name="/settings")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -23,8 +24,13 @@ from pydantic import BaseModel, ConfigDict
 
 from webui.auth import USER_KEY
 from webui.services import Services
+from webui.version import version
 
 API_PREFIX = "/sdapi/v1"
+# infotext keys that A1111 keeps in its own info fields; the rest is "extra_generation_params"
+BASE_INFOTEXT_KEYS = {"Prompt", "Negative prompt", "Steps", "Sampler", "CFG scale", "Seed", "Size-1", "Size-2",
+                      "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength",
+                      "Seed resize from-1", "Seed resize from-2", "Denoising strength", "Clip skip", "Version"}
 INPAINTING_FILL = {0: "fill", 1: "original", 2: "latent noise", 3: "latent noise"}  # 3 = latent nothing ~ noise
 
 
@@ -36,6 +42,13 @@ class Txt2ImgBody(BaseModel):
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    styles: list[str] = []
+    script_name: Optional[str] = None  # "x/y/z plot" (A1111's script title, any case)
+    script_args: list[Any] = []
     sampler_name: Optional[str] = None
     sampler_index: Optional[str] = None
     scheduler: Optional[str] = None
@@ -112,6 +125,21 @@ def join_sampler(name: str, scheduler: Optional[str]) -> str:
     return name
 
 
+def vae_from_body(body: Txt2ImgBody) -> Optional[str]:
+    """A1111 picks the VAE with override_settings.sd_vae ("Automatic"/"None" = the model's own)."""
+    name = (body.override_settings or {}).get("sd_vae")
+    return None if not name or name in ("Automatic", "None") else str(name)
+
+
+def script_args(body: Txt2ImgBody):
+    """A1111 ``script_name`` + ``script_args`` -> the request's script (only the X/Y/Z plot is built in)."""
+    from webui.diffusion.xyz import SCRIPT_NAME, XYZArgs
+
+    if body.script_name.strip().lower() != SCRIPT_NAME:
+        raise ValueError(f"unknown script_name {body.script_name!r}: the scripts here are: {SCRIPT_NAME}")
+    return XYZArgs.from_script_args(body.script_args)
+
+
 def caller(request: Request) -> str:
     """The login of the request (set by ``webui.auth.Gate``); 401 when a login is configured but missing."""
     user = request.scope.get(USER_KEY)
@@ -157,10 +185,12 @@ def build_router(services: Services) -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     limits = config.limits
 
-    def run(kind: str, request, owner: str):
+    def run(kind: str, request, owner: str, body: Txt2ImgBody | None = None):
         from webui.diffusion.types import ImageResult
 
         try:
+            if body is not None and body.script_name:
+                request = dataclasses.replace(request, script=script_args(body))
             job = services.jobs.run(kind, request, owner=owner)
         except (ValueError, FileNotFoundError) as e:
             raise HTTPException(422, str(e)) from e
@@ -168,13 +198,23 @@ def build_router(services: Services) -> APIRouter:
         return result or ImageResult(images=[], seeds=[], infotexts=[], interrupted=True)  # cancelled while queued
 
     def respond(body: Txt2ImgBody, result, request_fields: dict) -> dict:
+        from webui.diffusion.infotext import parse_infotext
+
+        vae = request_fields.get("vae")
+        first = parse_infotext(result.infotexts[0]) if result.infotexts else {}
         info = {
             "prompt": body.prompt,
-            "all_prompts": [body.prompt] * len(result.images),
+            # as A1111: "prompt" is what was sent, "all_prompts" the prompts after the styles were applied
+            "all_prompts": [first.get("Prompt", body.prompt)] * len(result.images),
             "negative_prompt": body.negative_prompt,
-            "all_negative_prompts": [body.negative_prompt] * len(result.images),
+            "all_negative_prompts": [first.get("Negative prompt", body.negative_prompt)] * len(result.images),
             "seed": result.seeds[0] if result.seeds else body.seed,
             "all_seeds": result.seeds,
+            "subseed": result.subseeds[0] if result.subseeds else body.subseed,
+            "all_subseeds": result.subseeds,
+            "subseed_strength": body.subseed_strength,
+            "seed_resize_from_w": body.seed_resize_from_w,
+            "seed_resize_from_h": body.seed_resize_from_h,
             "width": request_fields["width"],
             "height": request_fields["height"],
             "sampler_name": request_fields["sampler"],
@@ -184,6 +224,13 @@ def build_router(services: Services) -> APIRouter:
             "sd_model_name": services.image.current_model().name,
             "sd_model_hash": (services.image.current_model().sha256 or "")[:10] or None,
             "denoising_strength": request_fields.get("denoising_strength"),
+            "restore_faces": bool(request_fields.get("restore_faces", False)),
+            "sd_vae_name": vae,
+            "sd_vae_hash": first.get("VAE hash"),
+            "clip_skip": 1,
+            "styles": list(body.styles),
+            "extra_generation_params": {k: v for k, v in first.items() if k not in BASE_INFOTEXT_KEYS},
+            "version": version(),
             "infotexts": result.infotexts,
             "index_of_first_image": 0,
             "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
@@ -214,7 +261,10 @@ def build_router(services: Services) -> APIRouter:
     def common_fields(body: Txt2ImgBody) -> dict:
         return dict(prompt=body.prompt, negative_prompt=body.negative_prompt, sampler=sampler_from_body(body),
                     steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
-                    seed=body.seed, batch_count=body.n_iter, batch_size=body.batch_size, save=body.save_images)
+                    seed=body.seed, batch_count=body.n_iter, batch_size=body.batch_size, save=body.save_images,
+                    subseed=body.subseed, subseed_strength=body.subseed_strength,
+                    seed_resize_from_w=body.seed_resize_from_w, seed_resize_from_h=body.seed_resize_from_h,
+                    styles=tuple(body.styles), vae=vae_from_body(body))
 
     @router.post("/txt2img")
     def txt2img(body: Txt2ImgBody, owner: str = Depends(caller)) -> dict:
@@ -223,7 +273,7 @@ def build_router(services: Services) -> APIRouter:
         extra = a1111_fields(body, "txt2img")
         apply_overrides(body)
         fields = {**common_fields(body), **extra}
-        return respond(body, run("txt2img", Txt2ImgRequest(**fields), owner), fields)
+        return respond(body, run("txt2img", Txt2ImgRequest(**fields), owner, body), fields)
 
     @router.post("/img2img")
     def img2img(body: Img2ImgBody, owner: str = Depends(caller)) -> dict:
@@ -238,7 +288,7 @@ def build_router(services: Services) -> APIRouter:
         fields.update(image=image.convert("RGB"), resize_mode=body.resize_mode,
                       denoising_strength=body.denoising_strength)
         if body.mask is None:
-            return respond(body, run("img2img", Img2ImgRequest(**fields), owner), fields)
+            return respond(body, run("img2img", Img2ImgRequest(**fields), owner, body), fields)
         mask = decode_image(body.mask, limits.max_image_pixels, "mask")
         mask = mask.getchannel("A") if mask.mode == "RGBA" else mask.convert("L")
         if body.inpainting_fill not in INPAINTING_FILL:
@@ -247,7 +297,7 @@ def build_router(services: Services) -> APIRouter:
                       inpaint_full_res=body.inpaint_full_res,
                       inpaint_full_res_padding=body.inpaint_full_res_padding,
                       invert_mask=bool(body.inpainting_mask_invert))
-        return respond(body, run("inpaint", InpaintRequest(**fields), owner), fields)
+        return respond(body, run("inpaint", InpaintRequest(**fields), owner, body), fields)
 
     @router.get("/progress")
     def progress(skip_current_image: bool = False, owner: str = Depends(caller)) -> dict:
@@ -300,6 +350,11 @@ def build_router(services: Services) -> APIRouter:
     def refresh_checkpoints() -> None:
         services.image.list_models()
 
+    @router.get("/prompt-styles")
+    def prompt_styles() -> list[dict]:
+        return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                for s in services.image.styles.all()]
+
     @router.get("/sd-vae")
     def sd_vae() -> list[dict]:
         return [{"model_name": name, "filename": str(config.paths.vae_dir / name)} for name in services.image.list_vaes()]
@@ -339,7 +394,7 @@ def build_router(services: Services) -> APIRouter:
 
     @router.get("/scripts")
     def scripts() -> dict:
-        return {"txt2img": [], "img2img": []}
+        return {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot"]}
 
     @router.post("/png-info")
     def png_info(body: PngInfoBody) -> dict:

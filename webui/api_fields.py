@@ -15,10 +15,7 @@ _NONE = (None, "", "None")
 # field -> the values that mean "not used" (A1111's and webuiapi's defaults)
 NEUTRAL_VALUES: dict[str, tuple] = {
     "tiling": (None, False),
-    "subseed_strength": (None, 0, 0.0),
-    "seed_resize_from_h": (None, 0, -1),
-    "seed_resize_from_w": (None, 0, -1),
-    "styles": (None, []),
+    # subseed_strength / seed_resize_from_* / styles / script_name ("x/y/z plot") are implemented (webui.api)
     "firstphase_width": (None, 0),
     "firstphase_height": (None, 0),
     "hr_checkpoint_name": _NONE + ("Use same checkpoint",),
@@ -30,11 +27,10 @@ NEUTRAL_VALUES: dict[str, tuple] = {
     "initial_noise_multiplier": (None, 1, 1.0),
     "refiner_checkpoint": _NONE,
     "refiner_switch_at": (None, 0, 0.0),
-    "script_name": _NONE,
     "image_cfg_scale": None,  # any value: A1111 uses it only for instruct-pix2pix models, which this project lacks
     "controlnet_units": (None, []),
 }
-OVERRIDE_SETTINGS = ("sd_model_checkpoint",)  # the override_settings keys this project applies
+OVERRIDE_SETTINGS = ("sd_model_checkpoint", "sd_vae")  # the override_settings keys this project applies
 HIRES_FIELDS = ("hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_second_pass_steps", "denoising_strength",
                 "hr_sampler_name", "hr_prompt", "hr_negative_prompt")
 

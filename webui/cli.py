@@ -9,7 +9,32 @@ from typing import Optional
 
 from webui.config import AppConfig, LimitsConfig, MemoryMode, PathsConfig, PerfConfig, ServerConfig
 
-COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train", "upscale", "train-upscaler")
+COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train", "upscale", "train-upscaler", "doctor")
+
+
+MIN_SIDE = 64  # the engine's smallest width/height (webui.diffusion.service.MIN_SIDE)
+MAX_SIDE = LimitsConfig.max_side
+
+
+def _dimension(text: str) -> int:
+    """--width/--height: an integer, a multiple of 8, between MIN_SIDE and MAX_SIDE."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not MIN_SIDE <= value <= MAX_SIDE or value % 8:
+        raise argparse.ArgumentTypeError(f"{value} must be a multiple of 8 between {MIN_SIDE} and {MAX_SIDE}")
+    return value
+
+
+def _png_output(text: str) -> Path:
+    """--output of the image commands: a .png file path (not a folder)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give the .png file to write, e.g. {path / 'image.png'}")
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text} must end in .png (the image is written as PNG with its infotext)")
+    return path
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -17,19 +42,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--models-dir", type=Path, help="A1111-style models folder (Stable-diffusion/, VAE/, Lora/, GFPGAN/)")
     g.add_argument("--checkpoints-dir", type=Path, help="SadTalker checkpoints folder")
     g.add_argument("--outputs-dir", type=Path, help="where results are saved (outputs/<tab>/<date>/)")
+    g.add_argument("--styles-file", type=Path, help="A1111 prompt styles file (default: styles.csv in the repo root)")
     g = p.add_argument_group("performance (the Settings panel shows the same switches)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="auto: fp16 on CUDA, fp32 elsewhere (bf16/fp16 on a CPU are many times slower)")
     g.add_argument("--autocast", action="store_true", help="run the UNet under torch.autocast")
     g.add_argument("--no-tf32", action="store_true", help="disable TF32 matmuls on Ampere+ GPUs")
-    g.add_argument("--attention", default="sdpa", choices=["sdpa", "xformers", "sliced"])
-    g.add_argument("--vae-slicing", action="store_true")
+    g.add_argument("--attention", default="sdpa", choices=["sdpa", "xformers", "sliced"],
+                   help="attention kernel: sdpa (PyTorch), xformers (if installed), sliced (least memory)")
+    g.add_argument("--vae-slicing", action="store_true", help="decode a batch one image at a time")
     g.add_argument("--vae-tiling", action="store_true", help="decode in tiles: large images within memory")
-    g.add_argument("--memory", default=MemoryMode.NORMAL.value, choices=[m.value for m in MemoryMode])
-    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--memory", default=MemoryMode.NORMAL.value, choices=[m.value for m in MemoryMode],
+                   help="normal: all on the GPU; model-offload / sequential-offload: less VRAM, slower")
+    g.add_argument("--channels-last", action="store_true", help="UNet/VAE in channels_last memory format")
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     g.add_argument("--model", dest="default_model", help="Stable Diffusion model to use (name or 'name [hash]')")
-    g.add_argument("--max-audio-seconds", type=float, default=LimitsConfig.max_audio_seconds)
+    g.add_argument("--max-audio-seconds", type=float, default=LimitsConfig.max_audio_seconds,
+                   help="talking head: longest accepted speech file, in seconds")
 
 
 def _add_server(p: argparse.ArgumentParser) -> None:
@@ -53,15 +83,21 @@ def _add_generation(p: argparse.ArgumentParser, *, image: bool, mask: bool) -> N
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--sampler", default="Euler a")
     p.add_argument("--cfg-scale", type=float, default=7.0)
-    p.add_argument("--width", type=int)
-    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=_dimension, help="multiple of 8, 64..2048 (default: the model's native size)")
+    p.add_argument("--height", type=_dimension, help="multiple of 8, 64..2048 (default: the model's native size)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--vae", help="file name in models/VAE")
-    p.add_argument("--output", type=Path, required=True, help="PNG file to write (batch: _1, _2 ... suffixes)")
+    p.add_argument("--style", action="append", default=[], metavar="NAME",
+                   help="apply a style from styles.csv to the prompts (repeatable, applied in order)")
+    p.add_argument("--subseed", type=int, default=-1, help="variation seed (-1 = random)")
+    p.add_argument("--subseed-strength", type=float, default=0.0, help="variation strength 0..1 (0 = off)")
+    p.add_argument("--output", type=_png_output, required=True,
+                   help="the .png file to write (batch: _1, _2 ... suffixes)")
     if image:
         p.add_argument("--image", type=Path, required=True)
         p.add_argument("--strength", type=float, default=0.75, help="denoising strength 0..1")
-        p.add_argument("--resize-mode", type=int, default=0, choices=[0, 1, 2])
+        p.add_argument("--resize-mode", type=int, default=0, choices=[0, 1, 2, 3],
+                       help="0 just resize, 1 crop and resize, 2 resize and fill, 3 just resize (latent upscale)")
     if mask:
         p.add_argument("--mask", type=Path, required=True, help="white = repaint")
         p.add_argument("--mask-blur", type=int, default=4)
@@ -72,18 +108,20 @@ def _add_generation(p: argparse.ArgumentParser, *, image: bool, mask: bool) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="app.py", description="Local Stable Diffusion + talking-head studio")
+    # allow_abbrev=False: with abbreviations on, "--vae NAME" is an ambiguous prefix of --vae-slicing/--vae-tiling
+    parser = argparse.ArgumentParser(prog="app.py", description="Local Stable Diffusion + talking-head studio",
+                                     allow_abbrev=False)
     _add_common(parser)
     _add_server(parser)
     sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="start the web app (the default)")
+    serve = sub.add_parser("serve", help="start the web app (the default)", allow_abbrev=False)
     _add_common(serve)
     _add_server(serve)
     for name, image, mask in (("txt2img", False, False), ("img2img", True, False), ("inpaint", True, True)):
-        sp = sub.add_parser(name, help=f"{name} from the command line (same engine as the UI)")
+        sp = sub.add_parser(name, help=f"{name} from the command line (same engine as the UI)", allow_abbrev=False)
         _add_common(sp)
         _add_generation(sp, image=image, mask=mask)
-    talk = sub.add_parser("talk", help="portrait + speech -> talking-head MP4")
+    talk = sub.add_parser("talk", help="portrait + speech -> talking-head MP4", allow_abbrev=False)
     _add_common(talk)
     talk.add_argument("--image", type=Path, nargs="+", required=True, metavar="IMAGE",
                       help="portrait(s) or folder(s) of portraits; several make a batch")
@@ -120,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="head yaw in degrees: one value is held, several are visited in turn")
     talk.add_argument("--input-pitch", type=int, nargs="+", metavar="DEG", help="head pitch in degrees, as --input-yaw")
     talk.add_argument("--input-roll", type=int, nargs="+", metavar="DEG", help="head roll in degrees, as --input-yaw")
+    doctor = sub.add_parser("doctor", help="check this machine (GPU, torch/CUDA, CPU, RAM, disk, parts, weights) "
+                            "and recommend settings", allow_abbrev=False)
+    _add_common(doctor)
     sub.add_parser("train", help="train or fine-tune an SD-architecture model (see: app.py train --help)", add_help=False)
     from webui.upscale.cli import add_upscale_parser
 
@@ -167,6 +208,7 @@ def parse_args(argv: list[str]) -> ParsedArgs:
         models_dir=(args.models_dir or paths.models_dir).resolve(),
         checkpoints_dir=(args.checkpoints_dir or paths.checkpoints_dir).resolve(),
         outputs_dir=(args.outputs_dir or paths.outputs_dir).resolve(),
+        styles_file=(args.styles_file or paths.styles_file).resolve(),
     )
     perf = PerfConfig(
         device=args.device,

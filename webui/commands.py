@@ -29,6 +29,9 @@ def _image_request(services: Services, command: str, args: argparse.Namespace):
         seed=args.seed,
         batch_size=args.batch_size,
         vae=args.vae,
+        styles=tuple(args.style),
+        subseed=args.subseed,
+        subseed_strength=args.subseed_strength,
         save=False,
     )
     limits = services.config.limits

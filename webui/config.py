@@ -36,6 +36,7 @@ class PathsConfig:
     models_dir: Path = REPO_ROOT / "models"  # A1111 layout: Stable-diffusion/, VAE/, Lora/, GFPGAN/
     checkpoints_dir: Path = REPO_ROOT / "checkpoints"  # SadTalker weights, official file names
     outputs_dir: Path = REPO_ROOT / "outputs"  # outputs/<tab>/<date>/
+    styles_file: Path = REPO_ROOT / "styles.csv"  # A1111 prompt styles (name,prompt,negative_prompt)
 
     @property
     def sd_dir(self) -> Path:

@@ -42,14 +42,22 @@ def to_mask(mask: Image.Image) -> Image.Image:
     return mask.convert("L")
 
 
+def latent_upscale_size(image: Image.Image, scale_factor: int = 8) -> tuple[int, int]:
+    """Resize mode 3 encodes the input at its own size, rounded down to whole latent pixels (>= 1)."""
+    w, h = image.size
+    return max(scale_factor, w - w % scale_factor), max(scale_factor, h - h % scale_factor)
+
+
 def resize_image(image: Image.Image, width: int, height: int, resize_mode: int = 0) -> Image.Image:
     """A1111 resize modes: 0 just resize, 1 crop and resize (cover + centre crop),
-    2 resize and fill (fit + fill the gaps by stretching the edge pixels)."""
-    if resize_mode not in (0, 1, 2):
-        raise ValueError(f"resize_mode must be 0 (Just resize), 1 (Crop and resize) or 2 (Resize and fill), got {resize_mode!r}")
+    2 resize and fill (fit + fill the gaps by stretching the edge pixels), 3 just resize (latent upscale):
+    in pixels the same as 0; img2img itself resizes the latents instead (see ``latent_upscale_size``)."""
+    if resize_mode not in (0, 1, 2, 3):
+        raise ValueError(f"resize_mode must be 0 (Just resize), 1 (Crop and resize), 2 (Resize and fill) or "
+                         f"3 (Just resize (latent upscale)), got {resize_mode!r}")
     if image.size == (width, height):
         return image.copy()
-    if resize_mode == 0:
+    if resize_mode in (0, 3):
         return image.resize((width, height), RESAMPLE)
     src_w, src_h = image.size
     ratio, src_ratio = width / height, src_w / src_h

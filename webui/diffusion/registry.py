@@ -118,6 +118,18 @@ def scan_models(paths: PathsConfig) -> list[ModelInfo]:
     return found
 
 
+def native_size_from_config(model: ModelInfo) -> int | None:
+    """A diffusers folder's native size in pixels from unet/config.json and vae/config.json; None otherwise."""
+    if model.kind != "diffusers":
+        return None
+    try:
+        unet = json.loads((Path(model.path) / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((Path(model.path) / "vae" / "config.json").read_text(encoding="utf-8"))
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def find_model(models: list[ModelInfo], name_or_title: str) -> ModelInfo:
     """Match "name", "name [hash]", a title, a file name or a hash; ValueError listing the choices."""
     wanted = (name_or_title or "").strip()

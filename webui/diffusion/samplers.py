@@ -12,8 +12,6 @@ import importlib.util
 import inspect
 from typing import Any, Mapping
 
-import diffusers
-
 _HAS_TORCHSDE = importlib.util.find_spec("torchsde") is not None
 
 # A1111 sampler name -> (diffusers scheduler class name, extra kwargs)
@@ -107,6 +105,8 @@ def scheduler_kwargs(name: str, schedule: str | None = None) -> tuple[str, dict[
     cls_name, kwargs = SAMPLER_TABLE[base]
     if sched == "Automatic":
         sched = _AUTO_SCHEDULE.get(base, "Automatic")
+    import diffusers  # lazily: the sampler names are needed by the first page, diffusers is not
+
     cls = getattr(diffusers, cls_name)
     accepted = inspect.signature(cls.__init__).parameters
     merged = dict(kwargs)
@@ -130,6 +130,8 @@ def make_scheduler(name: str, base_config: Mapping[str, Any], schedule: str | No
     config.pop("algorithm_type", None)
     config.pop("solver_order", None)
     config.update(kwargs)
+    import diffusers
+
     return getattr(diffusers, cls_name).from_config(config)
 
 

@@ -10,6 +10,7 @@ value.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import random
@@ -28,11 +29,14 @@ from webui.diffusion import registry
 from webui.diffusion.infotext import build_infotext, save_png
 from webui.diffusion.loading import ModelManager, PipelineSet
 from webui.diffusion.lora import apply_loras, lora_hashes_text, parse_lora_tags
+from webui.diffusion.noise import VariationSpec, batch_noise, inject_noise
 from webui.diffusion.perf import apply_perf, autocast_context, check_perf, resolve_device, resolve_dtype
 from webui.diffusion.samplers import make_scheduler, schedule_type_of, split_sampler_name
 from webui.diffusion.hires import check_hires, generate_hires, infotext_params
+from webui.styles import StyleStore
 from webui.diffusion.types import (
     INPAINT_FILL_MODES,
+    LATENT_UPSCALE,
     RESIZE_MODES,
     Img2ImgRequest,
     ImageResult,
@@ -70,6 +74,7 @@ class ImageService:
         self._current: ModelInfo | None = None
         self._models: list[ModelInfo] | None = None
         self.upscalers, self.face_restorer = postprocess_services(config)  # hires fix, restore_faces, Extras
+        self.styles = StyleStore(config.paths.styles_file)  # A1111 styles.csv
 
     # ------------------------------------------------------------------ registry
     def list_models(self, refresh: bool = True) -> list[ModelInfo]:
@@ -121,8 +126,15 @@ class ImageService:
         return model
 
     def native_size(self) -> int:
-        """The current model's native resolution in pixels (UNet sample size x VAE scale factor)."""
+        """The current model's native resolution in pixels (UNet sample size x VAE scale factor).
+
+        A diffusers folder answers from its config files, without loading the model (the first page
+        needs this number, not the weights); a single file is loaded.
+        """
         model = self.current_model()
+        size = registry.native_size_from_config(model)
+        if size is not None:
+            return size
         with self._queue_lock:
             pipe = self._pipes(model, None).txt2img
         return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
@@ -179,6 +191,15 @@ class ImageService:
         _int_in("batch_size", req.batch_size, 1, lim.max_batch)
         _int_in("batch_count", req.batch_count, 1, lim.max_batch)
         _int_in("seed", req.seed, -1, MAX_SEED)
+        _int_in("subseed", req.subseed, -1, MAX_SEED)
+        if isinstance(req.subseed_strength, bool) or not isinstance(req.subseed_strength, (int, float)) \
+                or not 0.0 <= req.subseed_strength <= 1.0:
+            raise ValueError(f"subseed_strength must be between 0 and 1, got {req.subseed_strength!r}")
+        for name in ("seed_resize_from_w", "seed_resize_from_h"):
+            value = getattr(req, name)
+            _int_in(name, value, -1, lim.max_side)  # 0 or -1 = off (A1111 sends -1)
+            if value > 0 and value % 8:
+                raise ValueError(f"{name} must be 0 (off) or a multiple of 8, got {value}")
         split_sampler_name(req.sampler)  # ValueError lists the valid names
         parse_lora_tags(req.prompt)  # ValueError on a bad weight
         if req.model:
@@ -219,27 +240,58 @@ class ImageService:
         raise ValueError(f"inpainting_fill must be one of {', '.join(INPAINT_FILL_MODES)} (or 0-2), got {value!r}")
 
     # ------------------------------------------------------------------ public jobs
+    def with_styles(self, req: Txt2ImgRequest) -> Txt2ImgRequest:
+        """The request with its ``styles`` (names in styles.csv) applied to the prompts; ValueError if unknown."""
+        if not req.styles:
+            return req
+        if isinstance(req.styles, str) or not all(isinstance(n, str) for n in req.styles):
+            raise ValueError(f"styles must be a list of style names, got {req.styles!r}")
+        prompt, negative = self.styles.apply(req.styles, req.prompt, req.negative_prompt)
+        return dataclasses.replace(req, prompt=prompt, negative_prompt=negative)
+
+    def run_script(self, kind: str, req: Txt2ImgRequest, control: JobControl) -> ImageResult:
+        """The X/Y/Z plot: every cell is a request of ``kind`` (its styles applied per cell), then the grid."""
+        from webui.diffusion.xyz import XYZArgs, run_xyz
+
+        if not isinstance(req.script, XYZArgs):
+            raise ValueError(f"script must be the X/Y/Z plot's arguments, got {type(req.script).__name__}")
+        run_cell = {"txt2img": self.txt2img, "img2img": self.img2img, "inpaint": self.inpaint}[kind]
+        tab = "txt2img" if kind == "txt2img" else "img2img"
+        return run_xyz(tab, dataclasses.replace(req, script=None), req.script, lambda r: run_cell(r, control),
+                       save_grid=lambda image, info: self.save_grid(kind, image, info)).result
+
     def check(self, kind: str, req: Txt2ImgRequest) -> None:
         """Validate a request of ``kind`` (txt2img | img2img | inpaint); ValueError names the bad value."""
         if kind == "img2img" and not isinstance(req, Img2ImgRequest):
             raise ValueError("img2img needs an Img2ImgRequest with an image")
         if kind == "inpaint" and not isinstance(req, InpaintRequest):
             raise ValueError("inpaint needs an InpaintRequest with an image and a mask")
+        if req.script is not None:  # the X/Y/Z plot: its cells are checked as they run; the base request now
+            from webui.diffusion.xyz import XYZArgs
+
+            if not isinstance(req.script, XYZArgs):
+                raise ValueError(f"script must be the X/Y/Z plot's arguments, got {type(req.script).__name__}")
+            req = dataclasses.replace(req, script=None)
+        req = self.with_styles(req)
         self.check_inputs(req)
         if kind == "inpaint" and req.mask is not None and imgs.mask_bbox(self._prepared_mask(req)) is None:
             raise ValueError("mask is empty (no white pixels): nothing to inpaint")
 
+    def _submit(self, kind: str, req: Txt2ImgRequest, control: JobControl | None) -> ImageResult:
+        self.check(kind, req)
+        control = control or JobControl()
+        if req.script is not None:
+            return self.run_script(kind, req, control)
+        return self._run(kind, self.with_styles(req), control)
+
     def txt2img(self, req: Txt2ImgRequest, control: JobControl | None = None) -> ImageResult:
-        self.check("txt2img", req)
-        return self._run("txt2img", req, control or JobControl())
+        return self._submit("txt2img", req, control)
 
     def img2img(self, req: Img2ImgRequest, control: JobControl | None = None) -> ImageResult:
-        self.check("img2img", req)
-        return self._run("img2img", req, control or JobControl())
+        return self._submit("img2img", req, control)
 
     def inpaint(self, req: InpaintRequest, control: JobControl | None = None) -> ImageResult:
-        self.check("inpaint", req)
-        return self._run("inpaint", req, control or JobControl())
+        return self._submit("inpaint", req, control)
 
     # ------------------------------------------------------------------ internals
     def _pipes(self, model: ModelInfo, vae: str | None) -> PipelineSet:
@@ -249,10 +301,16 @@ class ImageService:
         return self._manager.get(model, self._perf, device, dtype, vae_path=vae_path)
 
     @staticmethod
-    def _seeds(req: Txt2ImgRequest) -> list[int]:
+    def _seeds(req: Txt2ImgRequest, seed: int | None = None) -> list[int]:
         """A1111: seed -1 -> random; image i of batch b gets seed + b * batch_size + i."""
-        seed = random.randrange(MAX_SEED + 1) if req.seed == -1 else int(req.seed)
+        seed = req.seed if seed is None else seed
+        seed = random.randrange(MAX_SEED + 1) if seed == -1 else int(seed)
         return [(seed + n) % (MAX_SEED + 1) for n in range(req.batch_count * req.batch_size)]
+
+    @staticmethod
+    def _variation(req: Txt2ImgRequest) -> VariationSpec:
+        return VariationSpec(float(req.subseed_strength), max(int(req.seed_resize_from_w), 0),
+                             max(int(req.seed_resize_from_h), 0))
 
     @staticmethod
     def _prepared_mask(req: InpaintRequest) -> Image.Image:
@@ -289,6 +347,7 @@ class ImageService:
         model = self.find_model(req.model) if req.model else self.current_model()
         prompt, loras = parse_lora_tags(req.prompt)
         seeds = self._seeds(req)
+        subseeds = self._seeds(req, req.subseed)  # A1111 draws them even when the strength is 0
         prepared = self._prepare_inputs(kind, req)
         control.report(0, req.steps, batch=0, batches=req.batch_count,
                        text=f"{kind}: {len(seeds)} image(s), model {model.name}")
@@ -297,6 +356,7 @@ class ImageService:
         #    set again for each batch); each finished image is saved at once
         images: list[Image.Image] = []
         out_seeds: list[int] = []
+        out_subseeds: list[int] = []
         infotexts: list[str] = []
         paths: list[Path] = []
         interrupted = False
@@ -307,30 +367,34 @@ class ImageService:
                 interrupted = True
                 break
             batch_seeds = seeds[b * req.batch_size : (b + 1) * req.batch_size]
+            batch_subseeds = subseeds[b * req.batch_size : (b + 1) * req.batch_size]
             with self._queue_lock:
                 pipes = self._pipes(model, req.vae)
                 self._current = model
                 lora_hashes = apply_loras(pipes.txt2img, pipes.loras, Path(self.config.paths.lora_dir), loras)
                 callback = self._make_callback(pipes, b, req.batch_count, control)
-                batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback)
+                batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback,
+                                              batch_subseeds)
                 if req.restore_faces:
                     batch_images = [self.face_restorer.restore(im) for im in batch_images]
             stopped = control.cancelled()
-            for image, seed in zip(batch_images, batch_seeds):
-                info = self._infotext(kind, req, model, pipes, seed, lora_hashes)
+            for image, seed, subseed in zip(batch_images, batch_seeds, batch_subseeds):
+                info = self._infotext(kind, req, model, pipes, seed, lora_hashes, subseed)
                 if req.save:
                     path = self._next_path(kind, seed)
                     control.add_output(path, info)
                     paths.append(save_png(image, path, info))
                 images.append(image)
                 out_seeds.append(seed)
+                out_subseeds.append(subseed)
                 infotexts.append(info)
             control.report(0, req.steps, batch=b + 1, batches=req.batch_count,
                            preview=batch_images[0] if batch_images else None)
             if stopped:
                 interrupted = True
                 break
-        return ImageResult(images=images, seeds=out_seeds, infotexts=infotexts, paths=paths, interrupted=interrupted)
+        return ImageResult(images=images, seeds=out_seeds, infotexts=infotexts, paths=paths, interrupted=interrupted,
+                           subseeds=out_subseeds)
 
     def _prepare_inputs(self, kind: str, req: Txt2ImgRequest) -> dict[str, Any]:
         w, h = req.width, req.height
@@ -338,6 +402,8 @@ class ImageService:
             return {}
         image = imgs.to_rgb(req.image)
         if kind == "img2img":
+            if req.resize_mode == LATENT_UPSCALE:  # encoded at its own size; the latents are resized in _generate
+                return {"image": image.resize(imgs.latent_upscale_size(image), imgs.RESAMPLE), "latent_upscale": True}
             return {"image": imgs.resize_image(image, w, h, req.resize_mode)}
         # inpaint: white = repaint; blur; either crop around the mask ("Only masked") or the whole picture
         mask = self._prepared_mask(req)
@@ -370,7 +436,13 @@ class ImageService:
         """diffusers runs int(steps * strength) steps; make sure that is at least one."""
         return steps if steps * strength >= 1 else int(np.ceil(1.0 / strength))
 
-    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback) -> list[Image.Image]:
+    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None
+                  ) -> list[Image.Image]:
+        variation = self._variation(req)
+        noise = None
+        if variation.active:  # A1111 "Extra" seed options: the service draws the initial noise itself
+            noise = batch_noise(seeds, subseeds or seeds, variation, req.width, req.height,
+                                int(pipes.txt2img.vae_scale_factor)).to(pipes.device, pipes.dtype)
         n = len(seeds)
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         common = dict(
@@ -391,22 +463,27 @@ class ImageService:
                     set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
                     return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for)
                 if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
-                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler)
+                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler, noise)
                     blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))
-                    return pipe(image=blank, mask_image=white, strength=1.0, num_inference_steps=req.steps, **common).images
-                pipe = self._with_sampler(pipes.txt2img, pipes, req.sampler)
-                return pipe(num_inference_steps=req.steps, **common).images
+                    return pipe(image=blank, mask_image=white, strength=1.0, num_inference_steps=req.steps, latents=noise,
+                                **common).images
+                pipe = self._with_sampler(pipes.txt2img, pipes, req.sampler, noise)
+                return pipe(num_inference_steps=req.steps, latents=noise, **common).images
 
             if kind == "img2img":
                 image = prepared["image"]
                 strength = float(req.denoising_strength)
                 if strength == 0.0:  # nothing to denoise: the (resized) input is the answer
-                    return [image.copy() for _ in seeds]
+                    return [image.resize((req.width, req.height), imgs.RESAMPLE) for _ in seeds]
+                if pipes.is_inpaint_model and prepared.get("latent_upscale"):  # 9-ch UNet: resize in pixels
+                    image = image.resize((req.width, req.height), imgs.RESAMPLE)
                 steps = self._steps_for(req.steps, strength)
                 if pipes.is_inpaint_model:
-                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler)
+                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler, noise)
                     return pipe(image=image, mask_image=white, strength=strength, num_inference_steps=steps, **common).images
-                pipe = self._with_sampler(pipes.img2img, pipes, req.sampler)
+                pipe = self._with_sampler(pipes.img2img, pipes, req.sampler, noise)
+                if prepared.get("latent_upscale"):
+                    image = self._upscaled_latents(pipe, image, req.width, req.height, generators)
                 return pipe(image=image, strength=strength, num_inference_steps=steps, **common).images
 
             # inpaint
@@ -414,15 +491,30 @@ class ImageService:
             if strength == 0.0:
                 generated = [prepared["work_image"].copy() for _ in seeds]
             else:
-                pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler)
+                pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler, noise)
                 generated = pipe(
                     image=prepared["pipe_image"],
                     mask_image=prepared["work_mask"],
                     strength=strength,
                     num_inference_steps=self._steps_for(req.steps, strength),
+                    # at strength 1 the inpaint pipeline takes `latents` as its noise; below, inject_noise does
+                    latents=noise if strength >= 1.0 else None,
                     **common,
                 ).images
         return [self._paste_back(g, prepared) for g in generated]
+
+    @staticmethod
+    def _upscaled_latents(pipe, image: Image.Image, width: int, height: int, generators) -> torch.Tensor:
+        """Resize mode 3: the input's latents [B, 4, h, w] at its own size, resized bilinearly to width x height.
+
+        The img2img pipeline takes 4-channel latents as its ``image`` and does not encode them again.
+        """
+        vae = pipe.vae
+        pixels = pipe.image_processor.preprocess(image).to(device=vae.device, dtype=vae.dtype)
+        latents = torch.cat([vae.encode(pixels).latent_dist.sample(g) for g in generators])
+        latents = latents * vae.config.scaling_factor
+        size = (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+        return torch.nn.functional.interpolate(latents, size=size, mode="bilinear", align_corners=False)
 
     @staticmethod
     def _paste_back(generated: Image.Image, prepared: dict[str, Any]) -> Image.Image:
@@ -437,11 +529,14 @@ class ImageService:
         return imgs.composite(pasted, original, prepared["full_mask"])
 
     @staticmethod
-    def _with_sampler(pipe, pipes: PipelineSet, sampler: str):
+    def _with_sampler(pipe, pipes: PipelineSet, sampler: str, noise: torch.Tensor | None = None):
+        """A fresh scheduler for this call; with ``noise`` it re-noises with that noise (img2img/inpaint)."""
         pipe.scheduler = make_scheduler(sampler, pipes.base_scheduler_config)
+        inject_noise(pipe.scheduler, noise)
         return pipe
 
-    def _infotext(self, kind, req, model: ModelInfo, pipes: PipelineSet, seed: int, lora_hashes: dict) -> str:
+    def _infotext(self, kind, req, model: ModelInfo, pipes: PipelineSet, seed: int, lora_hashes: dict,
+                  subseed: int | None = None) -> str:
         base, _ = split_sampler_name(req.sampler)
         params: dict[str, Any] = {
             "Steps": req.steps,
@@ -453,6 +548,12 @@ class ImageService:
             "Model hash": (model.sha256 or "")[:10] or None,
             "Model": model.name,
         }
+        variation = self._variation(req)
+        if variation.subseed_strength > 0:
+            params["Variation seed"] = subseed
+            params["Variation seed strength"] = variation.subseed_strength
+        if variation.resize_active:
+            params["Seed resize from"] = f"{variation.seed_resize_from_w}x{variation.seed_resize_from_h}"
         if pipes.vae_name:
             vae_path = Path(self.config.paths.vae_dir) / pipes.vae_name
             params["VAE hash"] = registry.sha256_of(vae_path)[:10]
@@ -472,6 +573,13 @@ class ImageService:
         params["Face restoration"] = self.face_restorer.name if req.restore_faces else None
         params["Lora hashes"] = lora_hashes_text(lora_hashes)
         return build_infotext(req.prompt, req.negative_prompt, params)
+
+    def save_grid(self, kind: str, image: Image.Image, infotext: str) -> Path:
+        """A grid (X/Y/Z plot) goes to outputs/<kind>-grids/<date>/NNNNN-grid.png, as A1111 keeps them apart."""
+        folder = Path(self.config.paths.outputs_dir) / f"{kind}-grids" / _dt.date.today().isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        numbers = [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+        return save_png(image, folder / f"{max(numbers, default=-1) + 1:05d}-grid.png", infotext)
 
     def _next_path(self, kind: str, seed: int) -> Path:
         folder = Path(self.config.paths.outputs_dir) / TAB_DIRS[kind] / _dt.date.today().isoformat()

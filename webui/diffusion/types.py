@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from PIL import Image
 
 # A1111 img2img resize modes (API integer = index)
-RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
+LATENT_UPSCALE = 3  # resize mode: encode the input at its size, then resize the latents bilinearly
 # A1111 masked-content modes, in the UI order; API `inpainting_fill`: 0 fill, 1 original, 2 latent noise
 INPAINT_FILL_MODES = ("fill", "original", "latent noise")
 
@@ -39,6 +40,13 @@ class Txt2ImgRequest:
     width: int = 512
     height: int = 512
     seed: int = -1  # -1 = random
+    # A1111's "Extra" seed options (see webui.diffusion.noise)
+    subseed: int = -1  # variation seed, -1 = random
+    subseed_strength: float = 0.0  # 0 = no variation, 1 = the variation seed's noise
+    seed_resize_from_w: int = 0  # draw the seed's noise at this size (pixels); 0 = off
+    seed_resize_from_h: int = 0
+    styles: tuple[str, ...] = ()  # names from styles.csv, applied to the prompts by the service
+    script: Optional[Any] = None  # webui.diffusion.xyz.XYZArgs: run the X/Y/Z plot over this request
     batch_count: int = 1  # A1111 n_iter
     batch_size: int = 1
     model: Optional[str] = None  # name from the registry; None = the current/default model
@@ -72,6 +80,8 @@ class ImageResult:
     infotexts: list[str]
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when save=False)
     interrupted: bool = False
+    subseeds: list[int] = field(default_factory=list)  # variation seed of each image
+    extra_params: dict = field(default_factory=dict)  # A1111 extra_generation_params of the first image
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ import gradio as gr
 
 from webui.diffusion.types import ImageResult
 from webui.jobs import Job, JobStatus
+from webui.ui.a1111 import (ScriptWidgets, SeedWidgets, script_panel, script_request_fields, seed_request_fields,
+                            seed_row, styles_row, wire_reuse_seed)
+from webui.ui.sendto import send_to_buttons
 
 PREVIEW_INTERVAL_S = 0.3  # how often the live preview / progress bar refresh
 
@@ -38,6 +41,10 @@ class GenerationWidgets:
     gallery: gr.Gallery
     preview: gr.Image
     info: gr.Textbox
+    seeds: SeedWidgets  # 🎲 / ♻ / "Extra" variation seed
+    styles: gr.Dropdown
+    script: ScriptWidgets
+    send_to: dict[str, gr.Button]  # target tab id -> "Send to" button under the results
 
     def fields(self) -> dict[str, gr.components.Component]:
         """The shared inputs by name, in a fixed order (the order of the API endpoint's parameters)."""
@@ -45,6 +52,7 @@ class GenerationWidgets:
             "prompt": self.prompt, "negative_prompt": self.negative_prompt, "sampler": self.sampler,
             "steps": self.steps, "cfg_scale": self.cfg_scale, "width": self.width, "height": self.height,
             "seed": self.seed, "batch_count": self.batch_count, "batch_size": self.batch_size,
+            **self.seeds.fields(), "styles": self.styles, **self.script.fields(),
         }
 
     @staticmethod
@@ -52,6 +60,9 @@ class GenerationWidgets:
         """Named widget values -> keyword arguments shared by every image request."""
         seed = values["seed"]
         return dict(
+            **seed_request_fields(values),
+            **script_request_fields(values),
+            styles=tuple(values.get("styles") or ()),
             prompt=values["prompt"] or "",
             negative_prompt=values["negative_prompt"] or "",
             sampler=values["sampler"],
@@ -81,31 +92,37 @@ def prompt_row(tab: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button, gr.Button]:
     return prompt, negative, generate, interrupt
 
 
-def generation_widgets(tab: str, samplers: list[str], native: int, *, extra: Callable[[], None] | None = None
-                       ) -> GenerationWidgets:
+def generation_widgets(tab: str, samplers: list[str], native: int, *, extra: Callable[[], None] | None = None,
+                       services=None) -> GenerationWidgets:
     """Builds the whole parameter + output layout of an image tab. ``extra`` adds tab-specific inputs."""
     prompt, negative, generate, interrupt = prompt_row(tab)
     with gr.Row():
         with gr.Column(scale=1):
             if extra is not None:
                 extra()
-            with gr.Accordion("Advanced", open=False):
+            styles = styles_row(tab, services, prompt, negative)
+            with gr.Accordion("Advanced", open=False, elem_id=f"{tab}_advanced"):
                 sampler = gr.Dropdown(samplers, value="Euler a", label="Sampling method", elem_id=f"{tab}_sampler")
                 steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
                 cfg = gr.Slider(1, 30, value=7, step=0.5, label="CFG scale", elem_id=f"{tab}_cfg_scale")
                 with gr.Row():
                     width = gr.Slider(64, 2048, value=native, step=8, label="Width", elem_id=f"{tab}_width")
                     height = gr.Slider(64, 2048, value=native, step=8, label="Height", elem_id=f"{tab}_height")
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", elem_id=f"{tab}_seed")
+                seeds = seed_row(tab)
                 with gr.Row():
                     batch_count = gr.Slider(1, 16, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
                     batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
+            script = script_panel(tab)
         with gr.Column(scale=1):
-            gallery = gr.Gallery(label="Results", columns=2, height=420, format="png", elem_id=f"{tab}_gallery")
+            # object_fit contain + auto height: a square image is shown whole, never cropped to the frame
+            gallery = gr.Gallery(label="Results", columns=2, height="auto", object_fit="contain", format="png", type="filepath",
+                                 elem_id=f"{tab}_gallery")
+            send_to = send_to_buttons(tab)
             preview = gr.Image(label="Live preview", height=160, interactive=False, elem_id=f"{tab}_preview")
             info = gr.Textbox(label="Generation info", lines=4, interactive=False, elem_id=f"{tab}_info")
-    return GenerationWidgets(prompt, negative, sampler, steps, cfg, width, height, seed, batch_count, batch_size,
-                             generate, interrupt, gallery, preview, info)
+    wire_reuse_seed(seeds, info)
+    return GenerationWidgets(prompt, negative, sampler, steps, cfg, width, height, seeds.seed, batch_count, batch_size,
+                             generate, interrupt, gallery, preview, info, seeds, styles, script, send_to)
 
 
 def result_info(result: ImageResult) -> str:

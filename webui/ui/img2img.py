@@ -7,20 +7,21 @@ import gradio as gr
 from webui.diffusion.types import RESIZE_MODES, Img2ImgRequest
 from webui.services import Services
 from webui.ui.common import GenerationWidgets, bind, generation_widgets, interrupt_handler, stream_image_job
+from webui.ui.uploads import UploadImage
 
 
 def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
     extra: dict = {}
 
     def inputs() -> None:
-        extra["image"] = gr.Image(label="Input image", type="pil", image_mode="RGB", height=300,
+        extra["image"] = UploadImage(label="Input image", type="pil", image_mode="RGB", height=300,
                                   elem_id="img2img_image")
         extra["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                         label="Resize mode", elem_id="img2img_resize_mode")
         extra["strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                       info="0 returns the input, 1 ignores it", elem_id="img2img_strength")
 
-    w = generation_widgets("img2img", samplers, native, extra=inputs)
+    w = generation_widgets("img2img", samplers, native, extra=inputs, services=services)
 
     async def generate(values: dict, progress: gr.Progress, request: gr.Request):
         if values["image"] is None:

@@ -8,6 +8,8 @@ from webui.diffusion.samplers import SAMPLER_NAMES
 from webui.services import Services
 from webui.ui import extras, history, img2img, inpaint, pnginfo, settings, talking_head, txt2img
 from webui.ui.common import guard
+from webui.ui.i18n import CURRENT_JS, language_switch, translate_blocks
+from webui.ui.sendto import wire_send_to
 
 TITLE = "SD Talking Studio"
 PLACEHOLDER_NOTE = ("⚠️ **{name} is a placeholder with random weights**: images will be noise. "
@@ -21,6 +23,10 @@ def model_banner(services: Services) -> str:
     return f"Model: **{info.title}**"
 
 
+def selected_index(evt: gr.SelectData) -> int:
+    return evt.index
+
+
 def build_ui(services: Services) -> gr.Blocks:
     image = services.image
     samplers = list(SAMPLER_NAMES)
@@ -31,6 +37,7 @@ def build_ui(services: Services) -> gr.Blocks:
             model = gr.Dropdown([m.title for m in image.list_models()], value=current.title,
                                 label="Stable Diffusion checkpoint", scale=4, elem_id="model_dropdown")
             refresh = gr.Button("Refresh", scale=0, min_width=80, elem_id="model_refresh")
+            switch = language_switch()
         banner = gr.Markdown(model_banner(services), elem_id="model_banner")
 
         def select_model(title: str) -> str:
@@ -60,7 +67,7 @@ def build_ui(services: Services) -> gr.Blocks:
                                               talk_image=component_by_elem_id(demo, "talk_image"))
                 history.build(services, targets, history_tab)
             with gr.Tab("PNG Info", id="pnginfo"):
-                pnginfo.build(t2i, tabs, "txt2img")
+                png = pnginfo.build(t2i, tabs, "txt2img")
             with gr.Tab("Settings", id="settings"):
                 settings.build(services)
 
@@ -70,6 +77,18 @@ def build_ui(services: Services) -> gr.Blocks:
                 services.jobs.cancel_session(request.session_hash)
 
         demo.unload(cancel_session_jobs)
+
+        # "Send to" under every result and in PNG Info (webui.ui.sendto.SEND_TARGETS lists the targets)
+        prompt_targets = {"img2img": (i2i.prompt, i2i.negative_prompt), "inpaint": (inp.prompt, inp.negative_prompt)}
+        for w in (t2i, i2i, inp):
+            selected = gr.State(None)
+            w.gallery.select(selected_index, inputs=None, outputs=selected, api_name=False, queue=False)
+            wire_send_to(demo, tabs, w.send_to, w.gallery, index_state=selected, prompt=w.prompt,
+                         negative=w.negative_prompt, prompt_targets=prompt_targets)
+        wire_send_to(demo, tabs, png.send_to, png.upload)
+        # every label / help text / choice in the chosen language (webui.ui.i18n holds the strings)
+        translate_blocks(demo)
+        demo.load(None, inputs=None, outputs=switch, js=CURRENT_JS, api_name=False, queue=False)
     return demo
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 from PIL import Image
 
 from webui.diffusion.infotext import parse_infotext, read_png_parameters
 from webui.ui import hires
 from webui.ui.common import GenerationWidgets, guard
+from webui.ui.sendto import send_to_buttons
+from webui.ui.uploads import UploadImage
 
 
 def read_info(path: str | None) -> tuple[str, dict]:
@@ -35,6 +39,10 @@ def fields_for_txt2img(params: dict, w: GenerationWidgets) -> dict:
         "Seed": (w.seed, int),
         "Size-1": (w.width, int),
         "Size-2": (w.height, int),
+        "Variation seed": (w.seeds.subseed, int),
+        "Variation seed strength": (w.seeds.subseed_strength, float),
+        "Seed resize from-1": (w.seeds.resize_w, int),
+        "Seed resize from-2": (w.seeds.resize_h, int),
     }
     for key, (widget, cast) in mapping.items():
         if key in params:
@@ -42,24 +50,35 @@ def fields_for_txt2img(params: dict, w: GenerationWidgets) -> dict:
                 updates[widget] = cast(params[key])
             except (TypeError, ValueError):
                 continue
+    if any(k in params for k in ("Variation seed", "Seed resize from-1")):
+        updates[w.seeds.extra] = True  # show the "Extra" seed options that the image used
     if "Sampler" in params and params.get("Schedule type") not in (None, "Automatic", "Uniform"):
         updates[w.sampler] = f"{params['Sampler']} {params['Schedule type']}"
     return updates
 
 
-def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> None:
+@dataclass
+class PngInfoWidgets:
+    upload: gr.Image
+    send_to: dict[str, gr.Button]  # img2img / inpaint, wired by the layout (webui.ui.sendto)
+
+
+def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoWidgets:
     with gr.Row():
         with gr.Column():
-            upload = gr.Image(label="Source PNG", type="filepath", height=360, elem_id="pnginfo_image")
+            upload = UploadImage(label="Source PNG", type="filepath", height=360, elem_id="pnginfo_image")
         with gr.Column():
             text = gr.Textbox(label="Parameters", lines=8, interactive=False, elem_id="pnginfo_text")
             parsed = gr.JSON(label="Parsed", elem_id="pnginfo_json")
-            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
+            with gr.Row():
+                send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
+                send_to = send_to_buttons("pnginfo", only=("img2img", "inpaint"))
     upload.change(guard(read_info), inputs=upload, outputs=[text, parsed], api_name="png_info")
 
     hires_widgets = getattr(txt2img, "hires", {})
     targets = [txt2img.prompt, txt2img.negative_prompt, txt2img.sampler, txt2img.steps, txt2img.cfg_scale,
-               txt2img.seed, txt2img.width, txt2img.height] + list(hires_widgets.values())
+               txt2img.seed, txt2img.width, txt2img.height, txt2img.seeds.extra, txt2img.seeds.subseed,
+               txt2img.seeds.subseed_strength, txt2img.seeds.resize_w, txt2img.seeds.resize_h] + list(hires_widgets.values())
 
     def send_to_txt2img(params: dict):
         updates = fields_for_txt2img(params or {}, txt2img)
@@ -69,3 +88,4 @@ def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> Non
             gr.Tabs(selected=txt2img_tab_id)]
 
     send.click(send_to_txt2img, inputs=parsed, outputs=targets + [tabs], api_name=False)
+    return PngInfoWidgets(upload, send_to)

@@ -31,17 +31,46 @@ def build(services: Services) -> None:
         threads = gr.Number(value=perf.threads, precision=0, label="CPU threads (0 = default)")
     apply = gr.Button("Apply settings", variant="primary", elem_id="settings_apply")
     status = gr.Markdown(elem_id="settings_status")
+    with gr.Accordion("Doctor: this machine and the recommended settings", open=False, elem_id="settings_doctor"):
+        check = gr.Button("Check this machine", elem_id="settings_doctor_run")
+        report_md = gr.Markdown(elem_id="settings_doctor_report")
+        apply_recommended = gr.Button("Apply recommended settings", variant="primary", visible=False,
+                                      elem_id="settings_doctor_apply")
 
     fields = {"device": device, "precision": precision, "attention": attention, "autocast": autocast, "tf32": tf32,
               "vae_slicing": vae_slicing, "vae_tiling": vae_tiling, "channels_last": channels_last,
               "memory": memory, "threads": threads}
 
     def apply_settings(values: dict) -> str:
+        from webui.diffusion.perf import resolve_device
+        from webui.doctor import describe_perf, precision_problem
+
         named = dict(values)
         named["memory"] = MemoryMode(named["memory"])
         named["threads"] = int(named["threads"] or 0)
         new = PerfConfig(**named)
+        problem = precision_problem(new, resolve_device(new).type)
+        if problem:  # refused: the device would run this precision far slower than fp32
+            raise ValueError(problem)
         services.image.set_perf(new)
-        return f"Applied: `{new}`"
+        return f"Applied: {describe_perf(new)}"
 
     bind(apply.click, guard(apply_settings), fields, status, "settings")
+
+    def run_doctor():
+        from webui.doctor import diagnose
+
+        report = diagnose(services.config.paths)
+        return report.markdown(), gr.Button(visible=True)
+
+    def apply_recommendation():
+        from webui.doctor import describe_perf, diagnose, with_recommended
+
+        new = with_recommended(services.image.perf, diagnose(services.config.paths).recommended)
+        services.image.set_perf(new)
+        return [new.device, new.precision, new.attention, new.memory.value, new.vae_tiling,
+                f"Applied the recommended settings: {describe_perf(new)}"]
+
+    check.click(run_doctor, outputs=[report_md, apply_recommended], api_name="doctor")
+    apply_recommended.click(guard(apply_recommendation),
+                            outputs=[device, precision, attention, memory, vae_tiling, status], api_name=False)

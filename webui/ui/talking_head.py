@@ -8,6 +8,7 @@ import gradio as gr
 
 from webui.services import Services
 from webui.ui.common import bind, submit_job, wait_for_job
+from webui.ui.uploads import UploadAudio, UploadImage
 
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENGINES = ("auto", "default", "sadtalker")
@@ -23,8 +24,8 @@ def build(services: Services) -> None:
     gfpgan_ok, gfpgan_message = gfpgan_status(services.config.paths)
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Source image", type="filepath", height=300, elem_id="talk_image")
-            audio = gr.Audio(label="Input audio (upload or record)", sources=["upload", "microphone"],
+            image = UploadImage(label="Source image", type="filepath", height=300, elem_id="talk_image")
+            audio = UploadAudio(label="Input audio (upload or record)", sources=["upload", "microphone"],
                              type="filepath", elem_id="talk_audio")
             with gr.Accordion("Or type the speech (text to speech, offline)", open=False):
                 text = gr.Textbox(value="", label="Text to speak (instead of the audio)", lines=3, elem_id="talk_text",

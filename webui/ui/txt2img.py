@@ -12,7 +12,8 @@ from webui.ui.common import GenerationWidgets, bind, generation_widgets, interru
 
 def build(services: Services, samplers: list[str], native: int) -> GenerationWidgets:
     extra: dict = {}
-    w = generation_widgets("txt2img", samplers, native, extra=lambda: extra.update(hires.hires_widgets(services, samplers)))
+    w = generation_widgets("txt2img", samplers, native, extra=lambda: extra.update(hires.hires_widgets(services, samplers)),
+                           services=services)
 
     async def generate(values: dict, progress: gr.Progress, request: gr.Request):
         job_request = Txt2ImgRequest(**w.request_kwargs(values), **hires.request_fields(values))

@@ -1,0 +1,102 @@
+"""Browser: the A1111 conveniences — whole images in the gallery, seed buttons, send-to, plain upload errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app_fixtures import LOGIN
+from tests.test_browser import CHROMIUM, FLAGS, shot
+
+
+@pytest.fixture(scope="module")
+def page(live_server):
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is not installed: run bash scripts/install.sh --test")
+    url, _ = live_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.get_by_label("username").fill(LOGIN[0])
+        page.get_by_label("password").fill(LOGIN[1])
+        page.get_by_role("button", name="Login").click()
+        page.locator("#txt2img_prompt textarea").wait_for()
+        yield page
+        browser.close()
+
+
+def test_gallery_seed_buttons_and_send_to(page):
+    page.locator("#txt2img_prompt textarea").fill("a red circle on the left")
+    page.locator("#txt2img_generate").click()
+    image = page.locator("#txt2img_gallery img").first
+    image.wait_for(state="visible")
+    info = page.locator("#txt2img_info textarea")
+    page.wait_for_function("el => el.value.includes('Seed:')", arg=info.element_handle())
+    # the whole (square) image is shown: contain, not cover
+    assert image.evaluate("el => getComputedStyle(el).objectFit") == "contain"
+    box = image.bounding_box()
+    assert abs(box["width"] - box["height"]) <= 2, box
+    shot(page, "a1111_txt2img")
+
+    seed = info.input_value().split("Seed: ")[1].split(",")[0]
+    page.locator("#txt2img_advanced").get_by_text("Advanced").click()
+    page.locator("#txt2img_reuse_seed").click()
+    page.wait_for_function(f"el => el.value === '{seed}'", arg=page.locator("#txt2img_seed input").element_handle())
+    page.locator("#txt2img_random_seed").click()
+    page.wait_for_function("el => el.value === '-1'", arg=page.locator("#txt2img_seed input").element_handle())
+
+    page.locator("#txt2img_send_to_img2img").click()
+    page.locator("#img2img_image img").first.wait_for(state="visible")
+    assert page.locator("#img2img_prompt textarea").input_value() == "a red circle on the left"
+    shot(page, "a1111_sent_to_img2img")
+
+    page.get_by_role("tab", name="txt2img").click()
+    page.locator("#txt2img_send_to_inpaint").click()
+    page.locator("#inpaint_editor canvas").first.wait_for(state="visible")
+    page.wait_for_function("el => el.value === 'a red circle on the left'",
+                           arg=page.locator("#inpaint_prompt textarea").element_handle())
+    shot(page, "a1111_sent_to_inpaint")
+
+    page.get_by_role("tab", name="txt2img").click()
+    page.locator("#txt2img_send_to_talking_head").click()
+    page.locator("#talk_image img").first.wait_for(state="visible")
+    shot(page, "a1111_sent_to_talking_head")
+
+
+def test_non_image_upload_is_a_plain_message(page, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is a text file, not a picture")
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(bad))
+    message = page.get_by_text("this file is not an image", exact=False).first
+    message.wait_for(state="visible")
+    shot(page, "a1111_non_image_upload")
+    assert page.get_by_text("Could not preprocess", exact=False).count() == 0
+
+
+def test_settings_refuse_bf16_on_cpu(page):
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#settings_precision").get_by_text("bf16").click()
+    page.locator("#settings_apply").click()
+    page.get_by_text("slower than fp32", exact=False).first.wait_for(state="visible")
+    page.locator("#settings_precision").get_by_text("fp32").click()
+    page.locator("#settings_apply").click()
+    page.locator("#settings_status").get_by_text("Applied: device", exact=False).wait_for(state="visible")
+    assert "PerfConfig" not in page.locator("#settings_status").inner_text()
+    shot(page, "a1111_settings")
+
+
+def test_language_switch(page):
+    page.locator("#language_switch").get_by_text("简体中文").click()
+    page.locator("#txt2img_generate").get_by_text("生成").wait_for(state="visible")
+    assert page.get_by_role("tab", name="文生图").count() == 1
+    assert page.get_by_text("提示词", exact=True).first.is_visible()
+    shot(page, "a1111_chinese")
+    page.locator("#language_switch").get_by_text("English").click()
+    page.locator("#txt2img_generate").get_by_text("Generate").wait_for(state="visible")
+    assert page.get_by_role("tab", name="txt2img").count() == 1
