@@ -29,12 +29,13 @@ def test_endpoints_have_named_parameters(client):
     assert {"/txt2img", "/img2img", "/inpaint", "/talking_head", "/png_info", "/select_model", "/settings",
             "/interrupt"} <= set(api)
     names = [p["parameter_name"] for p in api["/txt2img"]["parameters"]]
-    assert names[:21] == ["prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
-                          "batch_count", "batch_size", "enable_hr", "hr_upscaler", "hr_second_pass_steps",
-                          "denoising_strength", "hr_scale", "hr_resize_x", "hr_resize_y", "hr_sampler_name",
-                          "hr_prompt", "hr_negative_prompt", "restore_faces"]
-    # then the A1111 extras, each with a default: variation seed options, styles, the X/Y/Z plot script
-    assert {"extra_seed", "subseed", "subseed_strength", "styles", "script", "xyz_x_type"} <= set(names[21:])
+    assert names[:10] == ["prompt", "negative_prompt", "sampler", "steps", "cfg_scale", "width", "height", "seed",
+                          "batch_count", "batch_size"]
+    # then, each with a default: the A1111 extras (variation seed options, styles, the X/Y/Z plot script)
+    # and the hires fix fields
+    assert {"extra_seed", "subseed", "subseed_strength", "styles", "script", "xyz_x_type"} <= set(names[10:])
+    assert {"enable_hr", "hr_upscaler", "hr_second_pass_steps", "denoising_strength", "hr_scale", "hr_resize_x",
+            "hr_resize_y", "hr_sampler_name", "hr_prompt", "hr_negative_prompt", "restore_faces"} <= set(names[10:])
 
 
 def test_txt2img_and_png_info(client):

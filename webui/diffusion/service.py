@@ -227,6 +227,9 @@ class ImageService:
             if isinstance(req, Img2ImgRequest):
                 raise ValueError("hires fix (enable_hr) is a txt2img option")
             check_hires(req, self.upscalers, lim.max_side)
+            if self._variation(req).active:
+                raise ValueError("variation seed / seed resize with hires fix is not implemented yet: "
+                                 "set subseed_strength 0 or turn hires fix off")
         if req.restore_faces:
             self.face_restorer.check_available()
 
