@@ -93,10 +93,10 @@ def test_lora_tags():
 
 def test_resize_modes_and_fill():
     src = Image.fromarray(np.tile(np.arange(100, dtype=np.uint8), (50, 1)))  # 100x50
-    for mode in (0, 1, 2):
+    for mode in (0, 1, 2, 3):
         assert imgs.resize_image(src.convert("RGB"), 64, 64, mode).size == (64, 64)
     with pytest.raises(ValueError):
-        imgs.resize_image(src, 64, 64, 3)
+        imgs.resize_image(src, 64, 64, 4)
     img = Image.new("RGB", (32, 32), (200, 0, 0))
     mask = Image.new("L", (32, 32), 0)
     mask.paste(255, (8, 8, 24, 24))
