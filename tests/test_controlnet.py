@@ -389,3 +389,44 @@ def test_embedded_controlnet_puts_the_shape_where_the_sketch_is():
                                            controlnet_units=(unit,)))
         a = analyse(r.images[0])
         assert (a.position, a.colour, a.background) == (want, "blue", "yellow"), a
+
+
+# ------------------------------------------------------------------ the extension's API, from webuiapi
+
+
+def test_webuiapi_controlnet_round_trip(live_server):
+    import webuiapi
+
+    from tests.app_fixtures import LOGIN
+
+    url, services = live_server
+    models = Path(services.config.paths.models_dir)
+    net, _ = tiny_controlnet(models / "Stable-diffusion" / "tiny-sd")
+    (models / "ControlNet").mkdir(exist_ok=True)
+    net.save_pretrained(models / "ControlNet" / "api-cn")
+    host, port = url.rsplit(":", 1)
+    api = webuiapi.WebUIApi(host=host.split("//")[1], port=int(port))
+    api.set_auth(*LOGIN)
+    assert api.controlnet_version() == 3
+    titles = api.controlnet_model_list()
+    assert any(t.startswith("api-cn [") for t in titles)
+    assert {"none", "canny", "scribble_xdog", "openpose", "invert (from white bg & black line)"} <= set(api.controlnet_module_list())
+    detected = api.controlnet_detect([sketch()], module="invert (from white bg & black line)")
+    inverted = arr(detected.images[0])  # webuiapi decodes the returned base64 PNGs
+    assert np.array_equal(inverted, 255 - arr(sketch()))
+    unit = webuiapi.ControlNetUnit(image=sketch(), module="invert (from white bg & black line)", model=titles[0],
+                                   weight=0.9, guidance_end=0.8, control_mode=1)
+    r = api.txt2img(prompt="a triangle", seed=4, steps=3, width=SIZE, height=SIZE, cfg_scale=5, sampler_name="Euler",
+                    controlnet_units=[unit])
+    info = r.info["infotexts"][0]
+    assert f'ControlNet 0: "Module: invert (from white bg & black line), Model: {titles[0]}, Weight: 0.9' in info
+    assert "Guidance End: 0.8" in info and "Control Mode: My prompt is more important" in info
+    r = api.img2img(images=[Image.new("RGB", (SIZE, SIZE), "gray")], prompt="x", seed=4, steps=3, width=SIZE, height=SIZE,
+                    denoising_strength=0.6, controlnet_units=[webuiapi.ControlNetUnit(module="canny", model=titles[0])])
+    assert 'ControlNet 0: "Module: canny' in r.info["infotexts"][0]
+    import requests
+
+    bad = requests.post(f"{url}/sdapi/v1/txt2img", auth=LOGIN, timeout=60, json={
+        "prompt": "x", "steps": 2, "width": SIZE, "height": SIZE,
+        "alwayson_scripts": {"controlnet": {"args": [{**unit.to_dict(), "image": "", "model": "missing-cn"}]}}})
+    assert bad.status_code == 422 and "missing-cn" in bad.json()["detail"]

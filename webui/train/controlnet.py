@@ -32,9 +32,11 @@ class ControlTrainConfig:
     base_model: str = DEFAULT_BASE
     output: str = DEFAULT_OUTPUT
     work_dir: str = ""  # default outputs/train/<output name>
-    steps: int = 2000
+    steps: int = 2000  # first phase: warm-up, cosine decay to 10 % over these steps
     batch_size: int = 8
     lr: float = 5e-4
+    extra_steps: int = 1200  # second phase: a fresh cosine from extra_lr (the optimizer state carries on)
+    extra_lr: float = 2.5e-4
     warmup: int = 100
     ema_decay: float = 0.998
     pool_size: int = 6000
@@ -121,6 +123,15 @@ def build_pool(cfg: ControlTrainConfig, vae, te, tok, resolution: int, work: Pat
     return pool
 
 
+def lr_at(cfg: ControlTrainConfig, step: int) -> float:
+    """Warm-up + cosine over the first ``steps``; then a second cosine from ``extra_lr`` over ``extra_steps``."""
+    from webui.train.trainer import _cosine
+
+    if step < cfg.steps:
+        return _cosine(cfg.lr, step, cfg.steps, cfg.warmup)
+    return _cosine(cfg.extra_lr, step - cfg.steps, cfg.extra_steps, cfg.warmup)
+
+
 def _with_ema(controlnet, ema):
     """A copy of ``controlnet`` holding the EMA weights (the training copy is left as it is)."""
     import copy
@@ -153,7 +164,7 @@ def train_controlnet(cfg: ControlTrainConfig) -> Path:
     import torch
     import torch.nn.functional as F
 
-    from webui.train.trainer import EMA, _atomic_save, _cosine, loss_weight
+    from webui.train.trainer import EMA, _atomic_save, loss_weight
 
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -188,9 +199,10 @@ def train_controlnet(cfg: ControlTrainConfig) -> Path:
     controlnet.train()
     t0 = time.time() - elapsed
     losses = []
-    for step in range(start, cfg.steps):
+    total = cfg.steps + cfg.extra_steps
+    for step in range(start, total):
         for g in opt.param_groups:
-            g["lr"] = _cosine(cfg.lr, step, cfg.steps, cfg.warmup)
+            g["lr"] = lr_at(cfg, step)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97)
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         mean, std = pool["mean"][idx].float(), pool["std"][idx].float()
@@ -214,8 +226,8 @@ def train_controlnet(cfg: ControlTrainConfig) -> Path:
         losses.append(loss.item())
         done = step + 1
         if done % 25 == 0:
-            print(f"[controlnet] step {done}/{cfg.steps} loss {np.mean(losses[-25:]):.4f} {time.time() - t0:.0f}s", flush=True)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            print(f"[controlnet] step {done}/{total} loss {np.mean(losses[-25:]):.4f} {time.time() - t0:.0f}s", flush=True)
+        if done % cfg.checkpoint_every == 0 or done == total:
             _atomic_save(
                 {"step": done, "params": [p.detach().clone() for p in params], "optimizer": opt.state_dict(),
                  "ema": ema.state_dict(), "elapsed": time.time() - t0, "config": asdict(cfg)},
@@ -225,7 +237,7 @@ def train_controlnet(cfg: ControlTrainConfig) -> Path:
     ema.copy_to_params()
     controlnet.eval()
     save_controlnet(controlnet, out)
-    timings = {"pool_s": round(t_pool), "train_s": round(time.time() - t0), "steps": cfg.steps, "batch": cfg.batch_size}
+    timings = {"pool_s": round(t_pool), "train_s": round(time.time() - t0), "steps": total, "batch": cfg.batch_size}
     (work / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
     print(f"[controlnet] wrote {out}; {timings}", flush=True)
     return out
@@ -240,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--extra-steps", type=int, default=d.extra_steps, help="second phase: a fresh cosine schedule over these steps")
+    p.add_argument("--extra-lr", type=float, default=d.extra_lr)
     p.add_argument("--pool-size", type=int, default=d.pool_size, help="training items whose latents are cached")
     p.add_argument("--high-noise-weight", type=float, default=d.high_noise_weight)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
@@ -254,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = ControlTrainConfig(
         base_model=a.base_model, output=a.output, work_dir=a.work_dir, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+        extra_steps=a.extra_steps, extra_lr=a.extra_lr,
         pool_size=a.pool_size, high_noise_weight=a.high_noise_weight, checkpoint_every=a.checkpoint_every, seed=a.seed,
         threads=a.threads, resume=not a.no_resume,
     )
