@@ -595,9 +595,9 @@ class ImageService:
         params["Face restoration"] = self.face_restorer.name if req.restore_faces else None
         params["Lora hashes"] = lora_hashes_text(lora_hashes)
         if cn is not None:
-            from webui.controlnet.run import infotext_params
+            from webui.controlnet.run import infotext_params as controlnet_infotext
 
-            params.update(infotext_params(cn))
+            params.update(controlnet_infotext(cn))
         return build_infotext(req.prompt, req.negative_prompt, params)
 
     def save_grid(self, kind: str, image: Image.Image, infotext: str) -> Path:
