@@ -8,6 +8,7 @@
     python app.py upscale --image in.png --upscaler StudioCompact-x4 --scale 4 --output out.png
     python app.py train-upscaler        # retrain the embedded upscalers (models/RealESRGAN/StudioCompact-x*)
     python app.py doctor                # this machine against the requirements, recommended settings
+    python app.py train-controlnet      # the demo model's sketch ControlNet (models/ControlNet/)
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from webui.upscale.train import main as train_upscaler_main
 
         return train_upscaler_main(list(parsed.rest))
+    if parsed.command == "train-controlnet":
+        from webui.train.controlnet import main as train_controlnet_main
+
+        return train_controlnet_main(list(parsed.rest))
 
     if parsed.command == "doctor":
         from webui.doctor import main as doctor_main

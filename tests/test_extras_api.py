@@ -83,7 +83,7 @@ def api_png(image: Image.Image) -> str:
 @pytest.mark.parametrize(
     "field, value, word",
     [("tiling", True, "tiling"), ("script_name", "loopback", "script_name 'loopback'"),
-     ("alwayson_scripts", {"controlnet": {"args": []}}, "alwayson_scripts.controlnet"),
+     ("alwayson_scripts", {"adetailer": {"args": []}}, "alwayson_scripts.adetailer"),
      ("s_churn", 0.5, "s_churn"), ("override_settings", {"CLIP_stop_at_last_layers": 2}, "CLIP_stop")],
 )
 def test_unimplemented_a1111_fields_are_422(server, field, value, word):

@@ -61,6 +61,7 @@ class Txt2ImgBody(BaseModel):
     send_images: bool = True
     save_images: bool = False
     override_settings: Optional[dict[str, Any]] = None
+    alwayson_scripts: Optional[dict[str, Any]] = None  # {"controlnet": {"args": [unit, ...]}} (sd-webui-controlnet)
 
 
 class Img2ImgBody(Txt2ImgBody):
@@ -259,12 +260,19 @@ def build_router(services: Services) -> APIRouter:
             raise HTTPException(422, str(e)) from e
 
     def common_fields(body: Txt2ImgBody) -> dict:
+        from webui.controlnet.units import units_from_alwayson
+
+        try:
+            units = units_from_alwayson(body.alwayson_scripts)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from e
         return dict(prompt=body.prompt, negative_prompt=body.negative_prompt, sampler=sampler_from_body(body),
                     steps=body.steps, cfg_scale=body.cfg_scale, width=body.width, height=body.height,
                     seed=body.seed, batch_count=body.n_iter, batch_size=body.batch_size, save=body.save_images,
                     subseed=body.subseed, subseed_strength=body.subseed_strength,
                     seed_resize_from_w=body.seed_resize_from_w, seed_resize_from_h=body.seed_resize_from_h,
-                    styles=tuple(body.styles), vae=vae_from_body(body))
+                    styles=tuple(body.styles), vae=vae_from_body(body),
+                    controlnet_units=units)
 
     @router.post("/txt2img")
     def txt2img(body: Txt2ImgBody, owner: str = Depends(caller)) -> dict:
@@ -424,4 +432,7 @@ def build_router(services: Services) -> APIRouter:
 
 
 def mount_api(app: FastAPI, services: Services) -> None:
+    from webui.api_controlnet import build_controlnet_router
+
     app.include_router(build_router(services))
+    app.include_router(build_controlnet_router(services))  # behind the same login gate (webui.auth.Gate)

@@ -46,8 +46,9 @@ def unsupported_fields(body: dict[str, Any]) -> list[str]:
             what = f"script {value!r}" if name == "script_name" else f"{value!r}"
             problems.append(f"{name}: {what} is not implemented here (send {neutral[1]!r} or leave it out)")
     for name in sorted((body.get("alwayson_scripts") or {})):
-        extra = " (ControlNet is not implemented yet)" if name.lower() == "controlnet" else ""
-        problems.append(f"alwayson_scripts.{name}: this script is not available here{extra}")
+        if name.lower() == "controlnet":
+            continue  # sd-webui-controlnet units: webui.controlnet.units.units_from_alwayson
+        problems.append(f"alwayson_scripts.{name}: this script is not available here (ControlNet is)")
     for key in sorted((body.get("override_settings") or {})):
         if key not in OVERRIDE_SETTINGS:
             problems.append(f"override_settings.{key}: this setting is not implemented here (supported: {', '.join(OVERRIDE_SETTINGS)})")

@@ -9,7 +9,7 @@ from typing import Optional
 
 from webui.config import AppConfig, LimitsConfig, MemoryMode, PathsConfig, PerfConfig, ServerConfig
 
-COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train", "upscale", "train-upscaler", "doctor")
+COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train", "upscale", "train-upscaler", "doctor", "train-controlnet")
 
 
 MIN_SIDE = 64  # the engine's smallest width/height (webui.diffusion.service.MIN_SIDE)
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_upscale_parser(sub, _add_common)
     sub.add_parser("train-upscaler", help="train the embedded x2/x4 upscalers (see: app.py train-upscaler --help)", add_help=False)
+    sub.add_parser("train-controlnet", help="train the demo model's sketch ControlNet (see: app.py train-controlnet --help)",
+                   add_help=False)
     return parser
 
 
@@ -198,7 +200,7 @@ class ParsedArgs:
 
 def parse_args(argv: list[str]) -> ParsedArgs:
     argv = list(argv)
-    if argv[:1] in (["train"], ["train-upscaler"]):  # own parsers; hand them everything after the word
+    if argv[:1] in (["train"], ["train-upscaler"], ["train-controlnet"]):  # own parsers; hand them everything after the word
         return ParsedArgs(AppConfig(), argv[0], argparse.Namespace(), tuple(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)

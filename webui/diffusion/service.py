@@ -75,6 +75,7 @@ class ImageService:
         self._models: list[ModelInfo] | None = None
         self.upscalers, self.face_restorer = postprocess_services(config)  # hires fix, restore_faces, Extras
         self.styles = StyleStore(config.paths.styles_file)  # A1111 styles.csv
+        self._controlnet = None  # webui.controlnet.engine.ControlNetEngine, made on first use
 
     # ------------------------------------------------------------------ registry
     def list_models(self, refresh: bool = True) -> list[ModelInfo]:
@@ -138,6 +139,15 @@ class ImageService:
         with self._queue_lock:
             pipe = self._pipes(model, None).txt2img
         return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+    @property
+    def controlnet(self):
+        """The ControlNet engine (models/ControlNet, preprocessors), created on first use."""
+        if self._controlnet is None:
+            from webui.controlnet.engine import ControlNetEngine
+
+            self._controlnet = ControlNetEngine(self.config.paths.models_dir)
+        return self._controlnet
 
     # ------------------------------------------------------------------ perf
     @property
@@ -232,6 +242,10 @@ class ImageService:
                                  "set subseed_strength 0 or turn hires fix off")
         if req.restore_faces:
             self.face_restorer.check_available()
+        if req.controlnet_units:
+            self.controlnet.check(req.controlnet_units, has_init_image=isinstance(req, Img2ImgRequest))
+            if req.hires is not None and any(u.active for u in req.controlnet_units):
+                raise ValueError("ControlNet units with hires fix (enable_hr) are not supported yet: turn one of them off")
 
     @staticmethod
     def _fill_mode(value: Any) -> str:
@@ -376,13 +390,17 @@ class ImageService:
                 self._current = model
                 lora_hashes = apply_loras(pipes.txt2img, pipes.loras, Path(self.config.paths.lora_dir), loras)
                 callback = self._make_callback(pipes, b, req.batch_count, control)
+                cn = self.controlnet.prepare(
+                    kind, pipes, req.controlnet_units, req.width, req.height, req.cfg_scale,
+                    fallback_image=prepared.get("image", prepared.get("work_image")),
+                ) if req.controlnet_units else None
                 batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback,
-                                              batch_subseeds)
+                                              batch_subseeds, cn=cn)
                 if req.restore_faces:
                     batch_images = [self.face_restorer.restore(im) for im in batch_images]
             stopped = control.cancelled()
             for image, seed, subseed in zip(batch_images, batch_seeds, batch_subseeds):
-                info = self._infotext(kind, req, model, pipes, seed, lora_hashes, subseed)
+                info = self._infotext(kind, req, model, pipes, seed, lora_hashes, subseed, cn=cn)
                 if req.save:
                     path = self._next_path(kind, seed)
                     control.add_output(path, info)
@@ -439,7 +457,7 @@ class ImageService:
         """diffusers runs int(steps * strength) steps; make sure that is at least one."""
         return steps if steps * strength >= 1 else int(np.ceil(1.0 / strength))
 
-    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None
+    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None, cn=None
                   ) -> list[Image.Image]:
         variation = self._variation(req)
         noise = None
@@ -458,6 +476,7 @@ class ImageService:
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
+            **(cn.kwargs if cn is not None else {}),  # control images, weights, guidance ranges
         )
         white = Image.new("L", (req.width, req.height), 255)
         with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype):
@@ -466,11 +485,11 @@ class ImageService:
                     set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
                     return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for)
                 if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
-                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler, noise)
+                    pipe = self._with_sampler(cn.pipe if cn else pipes.inpaint, pipes, req.sampler, noise)
                     blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))
                     return pipe(image=blank, mask_image=white, strength=1.0, num_inference_steps=req.steps, latents=noise,
                                 **common).images
-                pipe = self._with_sampler(pipes.txt2img, pipes, req.sampler, noise)
+                pipe = self._with_sampler(cn.pipe if cn else pipes.txt2img, pipes, req.sampler, noise)
                 return pipe(num_inference_steps=req.steps, latents=noise, **common).images
 
             if kind == "img2img":
@@ -482,9 +501,9 @@ class ImageService:
                     image = image.resize((req.width, req.height), imgs.RESAMPLE)
                 steps = self._steps_for(req.steps, strength)
                 if pipes.is_inpaint_model:
-                    pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler, noise)
+                    pipe = self._with_sampler(cn.pipe if cn else pipes.inpaint, pipes, req.sampler, noise)
                     return pipe(image=image, mask_image=white, strength=strength, num_inference_steps=steps, **common).images
-                pipe = self._with_sampler(pipes.img2img, pipes, req.sampler, noise)
+                pipe = self._with_sampler(cn.pipe if cn else pipes.img2img, pipes, req.sampler, noise)
                 if prepared.get("latent_upscale"):
                     image = self._upscaled_latents(pipe, image, req.width, req.height, generators)
                 return pipe(image=image, strength=strength, num_inference_steps=steps, **common).images
@@ -494,7 +513,7 @@ class ImageService:
             if strength == 0.0:
                 generated = [prepared["work_image"].copy() for _ in seeds]
             else:
-                pipe = self._with_sampler(pipes.inpaint, pipes, req.sampler, noise)
+                pipe = self._with_sampler(cn.pipe if cn else pipes.inpaint, pipes, req.sampler, noise)
                 generated = pipe(
                     image=prepared["pipe_image"],
                     mask_image=prepared["work_mask"],
@@ -539,7 +558,7 @@ class ImageService:
         return pipe
 
     def _infotext(self, kind, req, model: ModelInfo, pipes: PipelineSet, seed: int, lora_hashes: dict,
-                  subseed: int | None = None) -> str:
+                  subseed: int | None = None, cn=None) -> str:
         base, _ = split_sampler_name(req.sampler)
         params: dict[str, Any] = {
             "Steps": req.steps,
@@ -575,6 +594,10 @@ class ImageService:
         params.update(infotext_params(req))
         params["Face restoration"] = self.face_restorer.name if req.restore_faces else None
         params["Lora hashes"] = lora_hashes_text(lora_hashes)
+        if cn is not None:
+            from webui.controlnet.run import infotext_params as controlnet_infotext
+
+            params.update(controlnet_infotext(cn))
         return build_infotext(req.prompt, req.negative_prompt, params)
 
     def save_grid(self, kind: str, image: Image.Image, infotext: str) -> Path:

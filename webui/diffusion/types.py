@@ -54,6 +54,7 @@ class Txt2ImgRequest:
     save: bool = True  # write PNGs with infotext under outputs/
     hires: Optional[HiresFix] = None  # txt2img only: A1111's enable_hr (None = off)
     restore_faces: bool = False  # GFPGAN on every output (webui.upscale.faces)
+    controlnet_units: tuple = ()  # webui.controlnet.units.ControlNetUnit, up to 3 enabled
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from webui.diffusion.types import INPAINT_FILL_MODES, InpaintRequest
 from webui.services import Services
+from webui.ui import controlnet
 from webui.ui.common import GenerationWidgets, bind, generation_widgets, interrupt_handler, stream_image_job
 from webui.ui.uploads import UploadImage, UploadImageMask
 
@@ -65,7 +66,10 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
         extra["strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                       elem_id="inpaint_strength")
 
-    w = generation_widgets("inpaint", samplers, native, extra=inputs, services=services)
+    cn: dict = {}
+    w = generation_widgets("inpaint", samplers, native,
+                           extra=lambda: (inputs(), cn.update(ui=controlnet.build(services, "inpaint"))),
+                           services=services)
     w.extra = extra  # type: ignore[attr-defined]  # used by "send to inpaint"
 
     async def generate(values: dict, progress: gr.Progress, request: gr.Request):
@@ -84,12 +88,14 @@ def build(services: Services, samplers: list[str], native: int) -> GenerationWid
             inpaint_full_res=values["area"] == INPAINT_AREAS[1],
             inpaint_full_res_padding=int(values["padding"]),
             denoising_strength=float(values["strength"]),
+            controlnet_units=values["controlnet"] or (),
             **w.request_kwargs(values),
         )
         async for update in stream_image_job(services, "inpaint", job_request, request, progress):
             yield update
 
-    bind(w.generate.click, generate, {**w.fields(), **extra}, w.outputs(), "inpaint", progress=True, request=True,
+    bind(cn["ui"].before(w.generate.click), generate, {**w.fields(), **extra, "controlnet": cn["ui"].state},
+         w.outputs(), "inpaint", progress=True, request=True,
          show_progress_on=w.gallery)
     w.interrupt.click(interrupt_handler(services), api_name=False, queue=False)
     return w

@@ -1,0 +1,432 @@
+"""ControlNet: loading both file layouts offline, the pairing check, preprocessors on drawn scenes,
+control modes, multi-unit arguments reaching diffusers, and the service/infotext path."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from webui.config import AppConfig, PathsConfig
+from webui.controlnet import models as cn_models
+from webui.controlnet.preprocess import get_module, resize_control, run_module
+from webui.controlnet.units import ControlNetUnit, pixel_perfect_resolution, unit_from_api, units_from_alwayson
+from webui.diffusion.types import Img2ImgRequest, InpaintRequest, Txt2ImgRequest
+
+SIZE = 64
+FAST = dict(steps=4, width=SIZE, height=SIZE, save=False)
+
+
+def arr(img) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.int32)
+
+
+def tiny_controlnet(unet_dir: Path, seed: int = 0):
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(unet_dir, subfolder="unet", local_files_only=True)
+    torch.manual_seed(seed)
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 32, 32))
+    with torch.no_grad():
+        for p in net.parameters():  # non-zero everywhere (from_unet zero-initialises the output convs)
+            p.normal_(0, 0.05)
+    return net, unet
+
+
+@pytest.fixture(scope="module")
+def cn_models_dir(tmp_path_factory):
+    """models/ with the tiny SD model and tiny ControlNets: a diffusers folder and an original-layout file."""
+    from webui.controlnet.convert import write_single_file
+    from webui.diffusion.tiny import save_tiny_model
+
+    models = tmp_path_factory.mktemp("cnmodels")
+    for sub in ("Stable-diffusion", "VAE", "Lora", "ControlNet"):
+        (models / sub).mkdir()
+    sd = save_tiny_model(models / "Stable-diffusion" / "tiny-sd", seed=0)
+    net, _ = tiny_controlnet(sd)
+    net.save_pretrained(models / "ControlNet" / "tiny-cn")
+    write_single_file(net, models / "ControlNet" / "control_tiny_scribble.safetensors")
+    sidecar = models / "ControlNet" / "control_tiny_scribble.config"
+    sidecar.mkdir()
+    (sidecar / "config.json").write_text((models / "ControlNet" / "tiny-cn" / "config.json").read_text())
+    other, _ = tiny_controlnet(sd, seed=5)
+    other.save_pretrained(models / "ControlNet" / "tiny-cn-b")
+    return models, net
+
+
+@pytest.fixture(scope="module")
+def service(cn_models_dir, tmp_path_factory):
+    from webui.diffusion.service import ImageService
+
+    models, _ = cn_models_dir
+    out = tmp_path_factory.mktemp("out")
+    return ImageService(AppConfig(paths=PathsConfig(models_dir=models, outputs_dir=out, checkpoints_dir=out)))
+
+
+def sketch(size=SIZE, box=(6, 16, 30, 48)) -> Image.Image:
+    """A black-on-white drawn triangle (what the sketchpad gives)."""
+    img = Image.new("RGB", (size, size), "white")
+    x0, y0, x1, y1 = box
+    ImageDraw.Draw(img).polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], outline="black", width=3)
+    return img
+
+
+# ------------------------------------------------------------------ loading
+
+
+def test_both_layouts_load_offline_with_the_same_weights(cn_models_dir):
+    models, net = cn_models_dir
+    found = {m.name: m for m in cn_models.scan_controlnets(models)}
+    assert set(found) == {"tiny-cn", "tiny-cn-b", "control_tiny_scribble"}  # the sidecar config is no model
+    assert found["control_tiny_scribble"].kind == "single-file" and found["tiny-cn"].kind == "diffusers"
+    assert found["tiny-cn"].title.startswith("tiny-cn [") and len(found["tiny-cn"].title.split("[")[1]) == 9
+    from safetensors import safe_open
+
+    with safe_open(str(found["control_tiny_scribble"].path), "pt") as fh:
+        keys = set(fh.keys())
+    assert {"input_hint_block.0.weight", "input_hint_block.14.weight", "zero_convs.0.0.weight",
+            "middle_block_out.0.weight", "input_blocks.1.1.proj_in.weight"} <= keys  # the control_v11p layout
+    unet_config = type("C", (), {"cross_attention_dim": 32, "block_out_channels": (32, 64)})
+    ref = net.state_dict()
+    for name in ("tiny-cn", "control_tiny_scribble"):
+        loaded = cn_models.load_controlnet(found[name], torch.float32, torch.device("cpu"), unet_config, "tiny-sd")
+        got = loaded.state_dict()
+        assert set(got) == set(ref)
+        assert all(torch.equal(got[k], ref[k]) for k in ref), name
+
+
+def test_single_file_without_sidecar_uses_the_shipped_sd15_config(tmp_path):
+    from diffusers import ControlNetModel
+
+    f = tmp_path / "control_v11p_sd15_canny.pth"
+    assert cn_models.config_dir_for(f) == cn_models.SD15_CONTROLNET_CONFIG
+    conf = ControlNetModel.load_config(str(cn_models.SD15_CONTROLNET_CONFIG))
+    assert conf["cross_attention_dim"] == 768 and list(conf["block_out_channels"]) == [320, 640, 1280, 1280]
+    assert list(conf["conditioning_embedding_out_channels"]) == [16, 32, 96, 256]
+
+
+def test_missing_file_names_file_and_folder(tmp_path):
+    info = cn_models.ControlNetInfo("gone", tmp_path / "gone.safetensors", "single-file", "gone [00000000]")
+    with pytest.raises(FileNotFoundError, match=r"gone.safetensors.*models/ControlNet/"):
+        cn_models.load_controlnet(info, torch.float32, torch.device("cpu"), None, "m")
+
+
+def test_sdxl_controlnet_on_sd15_is_refused_naming_both():
+    sd15 = type("C", (), {"cross_attention_dim": 768, "block_out_channels": (320, 640, 1280, 1280)})
+    state = {"input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3), "label_emb.0.0.weight": torch.zeros(1, 1),
+             "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(640, 2048)}
+    facts = cn_models.single_file_facts(state)
+    assert facts == {"cross_attention_dim": 2048, "channels": 320}
+    with pytest.raises(ValueError, match=r"control_xl.*SDXL.*2048.*realistic.*SD1\.x.*768"):
+        cn_models.check_pairing("control_xl", facts["cross_attention_dim"], facts["channels"], sd15, "realistic")
+    cn_models.check_pairing("control_sd15", 768, 320, sd15, "realistic")  # the right pairing passes
+
+
+def test_wrong_pairing_through_the_service(service, cn_models_dir, tmp_path):
+    models, _ = cn_models_dir
+    from diffusers import ControlNetModel
+
+    big = ControlNetModel(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                          cross_attention_dim=768, layers_per_block=1, norm_num_groups=32, attention_head_dim=8,
+                          conditioning_embedding_out_channels=(8, 16, 32, 32))
+    big.save_pretrained(models / "ControlNet" / "wrong-dim")
+    try:
+        unit = ControlNetUnit(model="wrong-dim", image=sketch())
+        with pytest.raises(ValueError, match=r"wrong-dim.*768.*tiny-sd.*32"):
+            service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(unit,), **FAST))
+    finally:
+        import shutil
+
+        shutil.rmtree(models / "ControlNet" / "wrong-dim")
+
+
+# ------------------------------------------------------------------ preprocessors
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A drawn scene: a red square on white, 128 px, its exact filled mask."""
+    img = Image.new("RGB", (128, 128), (255, 255, 255))
+    ImageDraw.Draw(img).rectangle([32, 40, 80, 88], fill=(220, 30, 30))
+    mask = np.zeros((128, 128), bool)
+    mask[40:89, 32:81] = True
+    return img, mask
+
+
+def edge_band(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    import cv2
+
+    m = mask.astype(np.uint8)
+    k = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    return (cv2.dilate(m, k) - cv2.erode(m, k)).astype(bool)
+
+
+def test_canny_lineart_xdog_mark_the_outline(scene):
+    img, mask = scene
+    band = edge_band(mask)
+    for name in ("canny", "lineart_canny", "lineart_standard", "scribble_xdog"):
+        out = arr(run_module(name, img, 128))[..., 0]
+        on = out > 127
+        assert on.sum() > 50, name
+        assert on[band].mean() > 0.2, name  # along the square's border
+        assert (on & ~edge_band(mask, 5)).sum() < 0.02 * on.size, name  # and hardly anywhere else
+    assert arr(run_module("canny", img, 128, 100, 200)).shape == (128, 128, 3)
+
+
+def test_drawing_threshold_invert(scene):
+    img, mask = scene
+    drawn = arr(run_module("scribble_drawing", img, 128))[..., 0] > 127
+    assert (drawn == mask).mean() > 0.99  # the filled shape, white on black
+    inv = arr(run_module("invert", img))
+    assert np.array_equal(inv, 255 - arr(img))
+    th = arr(run_module("threshold", img, 128, 200))[..., 0] > 127  # grey of red (220,30,30) is ~84
+    assert (th == ~mask).mean() > 0.99
+
+
+def test_tile_blur_shuffle(scene):
+    img, _ = scene
+    assert run_module("tile_resample", img, 128, 4).size == (32, 32)
+    blurred = arr(run_module("blur_gaussian", img, 128, 5))
+    assert blurred.std() < arr(img).std() and 60 < blurred[64, 32, 1] < 225  # the border softened
+    a, b = arr(run_module("shuffle", img, 128)), arr(run_module("shuffle", img, 128))
+    assert np.array_equal(a, b)  # seeded
+    assert not np.array_equal(a, arr(img))
+    colours = {tuple(c) for c in a.reshape(-1, 3)[::7]}
+    assert all(min(abs(c[0] - 220) + abs(c[1] - 30), abs(c[0] - 255) + abs(c[1] - 255)) < 260 for c in colours)
+
+
+def test_unavailable_depth_names_the_file():
+    with pytest.raises(ValueError, match=r"dpt_hybrid-midas-501f0c75\.pt.*models/ControlNet/annotator/midas/"):
+        run_module("depth_midas", Image.new("RGB", (64, 64)))
+    with pytest.raises(ValueError, match="Unknown ControlNet module 'nope'"):
+        get_module("nope")
+
+
+def test_openpose_drawing_convention():
+    from webui.controlnet.openpose import COLOURS, LIMBS, draw_body
+
+    kp = [(50, 20), (50, 40), (35, 40), (30, 60), (28, 80), (65, 40), (70, 60), (72, 80), (40, 80), (40, 105), (40, 125),
+          (60, 80), (60, 105), (60, 125), (45, 16), (55, 16), (40, 18), (60, 18)]
+    canvas = draw_body(np.zeros((140, 100, 3), np.uint8), kp)
+    for i, (a, b) in enumerate(LIMBS):
+        if i in (2, 5, 8, 11):  # long limbs: their midpoint shows the limb colour at 0.6 opacity
+            mx, my = (kp[a][0] + kp[b][0]) // 2, (kp[a][1] + kp[b][1]) // 2
+            got = canvas[my, mx].astype(int)
+            assert np.abs(got - np.array(COLOURS[i]) * 0.6).max() < 40, (i, got)
+    assert tuple(canvas[kp[4][1], kp[4][0]]) == COLOURS[4]  # keypoint dots in full colour
+    assert canvas[2, 2].sum() == 0
+
+
+def test_openpose_on_a_photo_finds_a_skeleton():
+    from webui.controlnet.openpose import COLOURS
+
+    out = arr(run_module("openpose", Image.open(Path(__file__).resolve().parent.parent / "astro.png"), 256))
+    lit = out.reshape(-1, 3)[out.reshape(-1, 3).sum(1) > 0]
+    assert len(lit) > 200  # limbs were drawn
+    assert (out.sum(2) == 0).mean() > 0.8  # on black
+    palette = np.array(COLOURS)
+    full = lit[(np.abs(lit[:, None, :] - palette[None]).max(2) < 3).any(1)]
+    assert len(full) > 20  # keypoint dots in the OpenPose colours
+
+
+def test_resize_modes_and_pixel_perfect():
+    wide = Image.new("RGB", (200, 100), "black")
+    ImageDraw.Draw(wide).rectangle([0, 0, 49, 99], fill="white")  # white left quarter
+    just = arr(resize_control(wide, 64, 64, "Just Resize"))
+    assert just[:, :14].min() > 200 and just[:, 18:].max() < 60
+    crop = arr(resize_control(wide, 64, 64, "Crop and Resize"))  # the centre 100x100: the white strip is cut off
+    assert crop.max() < 60
+    fill = arr(resize_control(wide, 64, 64, "Resize and Fill"))  # 64x32 in the middle, black padding
+    assert fill[:14].max() < 60 and fill[20:44, :14].min() > 200
+    assert pixel_perfect_resolution((200, 100), 64, 64, "Crop and Resize") == 64
+    assert pixel_perfect_resolution((200, 100), 64, 64, "Resize and Fill") == 32
+
+
+# ------------------------------------------------------------------ units and API parsing
+
+
+def test_unit_from_webuiapi_json():
+    import webuiapi
+
+    u = webuiapi.ControlNetUnit(image=sketch(), module="canny", model="tiny-cn", weight=0.7, resize_mode="Just Resize",
+                                guidance_start=0.1, guidance_end=0.6, control_mode=2, pixel_perfect=True)
+    d = json.loads(json.dumps(u.to_dict()))  # exactly what goes over the wire
+    unit = unit_from_api(d)
+    assert (unit.module, unit.model, unit.weight, unit.resize_mode) == ("canny", "tiny-cn", 0.7, "Just Resize")
+    assert (unit.guidance_start, unit.guidance_end, unit.control_mode) == (0.1, 0.6, "ControlNet is more important")
+    assert unit.pixel_perfect and unit.image.size == (SIZE, SIZE)
+    units = units_from_alwayson({"controlnet": {"args": [d, {"enabled": False}]}})
+    assert len(units) == 2 and units[0].active and not units[1].active
+    with pytest.raises(ValueError, match="weight"):
+        unit_from_api({**d, "weight": 5})
+    with pytest.raises(ValueError, match="control_mode"):
+        unit_from_api({**d, "control_mode": "Loud"})
+    with pytest.raises(ValueError, match="at most 3"):
+        units_from_alwayson({"controlnet": {"args": [d] * 4}})
+
+
+def test_infotext_as_the_extension_writes_it():
+    u = ControlNetUnit(module="canny", model="tiny-cn [12345678]", weight=1.0, threshold_a=100, threshold_b=200)
+    assert u.infotext() == (
+        "Module: canny, Model: tiny-cn [12345678], Weight: 1.0, Resize Mode: Crop and Resize, Processor Res: 512, "
+        "Threshold A: 100, Threshold B: 200, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, "
+        "Control Mode: Balanced"
+    )
+
+
+# ------------------------------------------------------------------ control modes and diffusers arguments
+
+
+def test_control_modes(cn_models_dir):
+    from webui.controlnet.run import ModeControlNet
+
+    _, net = cn_models_dir
+    x = torch.randn(2, 4, 8, 8)
+    cond = torch.rand(2, 3, 64, 64)
+    text = torch.randn(2, 77, 32)
+    with torch.no_grad():
+        ref_down, ref_mid = net(x, 10, encoder_hidden_states=text, controlnet_cond=cond, conditioning_scale=0.5, return_dict=False)
+        bal = ModeControlNet(net, "Balanced")(x, 10, text, cond, conditioning_scale=0.5)
+        soft = ModeControlNet(net, "My prompt is more important")(x, 10, text, cond, conditioning_scale=0.5)
+        hard = ModeControlNet(net, "ControlNet is more important")(x, 10, text, cond, conditioning_scale=0.5)
+    n = len(ref_down)
+    assert all(torch.allclose(a, b) for a, b in zip(bal[0], ref_down)) and torch.allclose(bal[1], ref_mid)
+    for i, (s, r) in enumerate(zip(soft[0], ref_down)):
+        assert torch.allclose(s, r * 0.825 ** (n - i), atol=1e-6)
+    assert torch.allclose(soft[1], ref_mid)  # the middle block keeps full weight
+    assert hard[0][0][0].abs().max() == 0 and hard[1][0].abs().max() == 0  # nothing on the unconditional half
+    assert torch.allclose(hard[0][0][1], ref_down[0][1] * 0.825**n, atol=1e-6)
+
+
+def test_two_units_weights_and_guidance_reach_diffusers(service, monkeypatch):
+    from diffusers import StableDiffusionControlNetPipeline
+    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+    calls, scales = [], []
+    original_call = StableDiffusionControlNetPipeline.__call__
+    original_fwd = MultiControlNetModel.forward
+
+    def spy_call(self, *args, **kwargs):
+        calls.append((self, kwargs))
+        return original_call(self, *args, **kwargs)
+
+    def spy_fwd(self, *args, **kwargs):
+        scales.append([float(s) for s in kwargs["conditioning_scale"]])
+        return original_fwd(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionControlNetPipeline, "__call__", spy_call)
+    monkeypatch.setattr(MultiControlNetModel, "forward", spy_fwd)
+    units = (
+        ControlNetUnit(module="invert", model="tiny-cn", weight=0.8, image=sketch(), guidance_start=0.0, guidance_end=0.5),
+        ControlNetUnit(enabled=False, model="tiny-cn-b", image=sketch()),
+        ControlNetUnit(module="scribble_drawing", model="tiny-cn-b", weight=1.3, image=sketch(), guidance_start=0.5,
+                       guidance_end=1.0, control_mode="My prompt is more important"),
+    )
+    r = service.txt2img(Txt2ImgRequest(prompt="a triangle", seed=1, controlnet_units=units, **FAST))
+    (pipe, kwargs), = calls
+    base = service._pipes(service.current_model(), None)
+    assert pipe.unet is base.txt2img.unet and pipe.vae is base.txt2img.vae and pipe.text_encoder is base.txt2img.text_encoder
+    assert kwargs["controlnet_conditioning_scale"] == [0.8, 1.3]
+    assert kwargs["control_guidance_start"] == [0.0, 0.5] and kwargs["control_guidance_end"] == [0.5, 1.0]
+    assert [n.mode for n in pipe.controlnet.nets] == ["Balanced", "My prompt is more important"]
+    control = arr(kwargs["image"][0])
+    on = control[..., 0] > 127  # inverted sketch: white strokes on black, where the triangle was drawn
+    assert on[14:51, 4:33].sum() > 40 and on[:, 36:].sum() == 0 and on[:12].sum() == 0
+    # the guidance ranges as diffusers applies them: unit 0 in the first half of the steps, unit 1 in the second
+    assert scales[0] == [0.8, 0.0] and scales[-1] == [0.0, 1.3] and len(scales) == 4
+    info = r.infotexts[0]
+    assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-cn [' in info
+    assert 'ControlNet 1: "Module: scribble_drawing, Model: tiny-cn-b [' in info and "Control Mode: My prompt is more important" in info
+    assert "Weight: 1.3" in info and "Guidance Start: 0.5" in info
+
+
+def test_control_changes_the_image_and_img2img_inpaint_run(service):
+    plain = service.txt2img(Txt2ImgRequest(prompt="x", seed=2, **FAST)).images[0]
+    unit = ControlNetUnit(module="invert", model="control_tiny_scribble", image=sketch(), weight=2.0)
+    ctrl = service.txt2img(Txt2ImgRequest(prompt="x", seed=2, controlnet_units=(unit,), **FAST)).images[0]
+    assert np.abs(arr(plain) - arr(ctrl)).mean() > 1
+    src = Image.new("RGB", (SIZE, SIZE), (30, 160, 60))
+    no_image = ControlNetUnit(module="canny", model="tiny-cn")  # img2img: the unit falls back to the init image
+    r = service.img2img(Img2ImgRequest(prompt="x", seed=2, image=src, controlnet_units=(no_image,), **FAST))
+    assert r.images[0].size == (SIZE, SIZE) and "ControlNet 0:" in r.infotexts[0]
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    ImageDraw.Draw(mask).rectangle([16, 16, 48, 48], fill=255)
+    r = service.inpaint(InpaintRequest(prompt="x", seed=2, image=src, mask=mask, mask_blur=0, controlnet_units=(unit,), **FAST))
+    assert np.abs(arr(r.images[0])[:8] - arr(src)[:8]).max() <= 1  # outside the mask kept
+    with pytest.raises(ValueError, match="no input image"):
+        service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(ControlNetUnit(model="tiny-cn"),), **FAST))
+    with pytest.raises(ValueError, match="Unknown ControlNet model 'nope'"):
+        service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(ControlNetUnit(model="nope", image=sketch()),), **FAST))
+
+
+# ------------------------------------------------------------------ the embedded ControlNet
+
+
+def test_embedded_controlnet_puts_the_shape_where_the_sketch_is():
+    """Cheap: two held-out sketches (a filled and an outlined shape at opposite sides), 12 steps at 128 px."""
+    from webui.diffusion.service import ImageService
+    from webui.train.evaluate import analyse
+
+    repo = Path(__file__).resolve().parent.parent
+    if not (repo / "models/ControlNet/demo-shapes-sketch/config.json").is_file():
+        pytest.fail("the embedded ControlNet models/ControlNet/demo-shapes-sketch is missing")
+    service = ImageService(AppConfig(paths=PathsConfig(models_dir=repo / "models", outputs_dir=repo / "outputs")))
+    for box, outline, want in (((8, 34, 56, 90), False, "left"), ((72, 30, 120, 86), True, "right")):
+        img = Image.new("RGB", (128, 128), "white")
+        pts = [((box[0] + box[2]) / 2, box[1]), (box[2], box[3]), (box[0], box[3])]
+        if outline:
+            ImageDraw.Draw(img).polygon(pts, outline="black", width=4)
+        else:
+            ImageDraw.Draw(img).polygon(pts, fill="black")
+        unit = ControlNetUnit(module="scribble_drawing", model="demo-shapes-sketch", image=img)
+        r = service.txt2img(Txt2ImgRequest(prompt="a blue triangle, yellow background", seed=3, steps=12, cfg_scale=5.0,
+                                           width=128, height=128, save=False, sampler="DPM++ 2M", model="demo-shapes",
+                                           controlnet_units=(unit,)))
+        a = analyse(r.images[0])
+        assert (a.position, a.colour, a.background) == (want, "blue", "yellow"), a
+
+
+# ------------------------------------------------------------------ the extension's API, from webuiapi
+
+
+def test_webuiapi_controlnet_round_trip(live_server):
+    import webuiapi
+
+    from tests.app_fixtures import LOGIN
+
+    url, services = live_server
+    models = Path(services.config.paths.models_dir)
+    net, _ = tiny_controlnet(models / "Stable-diffusion" / "tiny-sd")
+    (models / "ControlNet").mkdir(exist_ok=True)
+    net.save_pretrained(models / "ControlNet" / "api-cn")
+    host, port = url.rsplit(":", 1)
+    api = webuiapi.WebUIApi(host=host.split("//")[1], port=int(port))
+    api.set_auth(*LOGIN)
+    assert api.controlnet_version() == 3
+    titles = api.controlnet_model_list()
+    assert any(t.startswith("api-cn [") for t in titles)
+    assert {"none", "canny", "scribble_xdog", "openpose", "invert (from white bg & black line)"} <= set(api.controlnet_module_list())
+    detected = api.controlnet_detect([sketch()], module="invert (from white bg & black line)")
+    inverted = arr(detected.images[0])  # webuiapi decodes the returned base64 PNGs
+    assert np.array_equal(inverted, 255 - arr(sketch()))
+    unit = webuiapi.ControlNetUnit(image=sketch(), module="invert (from white bg & black line)", model=titles[0],
+                                   weight=0.9, guidance_end=0.8, control_mode=1)
+    r = api.txt2img(prompt="a triangle", seed=4, steps=3, width=SIZE, height=SIZE, cfg_scale=5, sampler_name="Euler",
+                    controlnet_units=[unit])
+    info = r.info["infotexts"][0]
+    assert f'ControlNet 0: "Module: invert (from white bg & black line), Model: {titles[0]}, Weight: 0.9' in info
+    assert "Guidance End: 0.8" in info and "Control Mode: My prompt is more important" in info
+    r = api.img2img(images=[Image.new("RGB", (SIZE, SIZE), "gray")], prompt="x", seed=4, steps=3, width=SIZE, height=SIZE,
+                    denoising_strength=0.6, controlnet_units=[webuiapi.ControlNetUnit(module="canny", model=titles[0])])
+    assert 'ControlNet 0: "Module: canny' in r.info["infotexts"][0]
+    import requests
+
+    bad = requests.post(f"{url}/sdapi/v1/txt2img", auth=LOGIN, timeout=60, json={
+        "prompt": "x", "steps": 2, "width": SIZE, "height": SIZE,
+        "alwayson_scripts": {"controlnet": {"args": [{**unit.to_dict(), "image": "", "model": "missing-cn"}]}}})
+    assert bad.status_code == 422 and "missing-cn" in bad.json()["detail"]

@@ -1,0 +1,144 @@
+"""Running ControlNet units through diffusers' ControlNet pipelines over the loaded model.
+
+``prepare(kind, pipes, units, ...)`` turns the enabled units of a job into a ``ControlNetCall``: a
+diffusers ``StableDiffusionControlNet{,Img2Img,Inpaint}Pipeline`` built from the PipelineSet's own
+components (the same UNet, VAE, text encoder and tokenizer objects: nothing is copied), a
+``MultiControlNetModel`` of the units' ControlNets, and the call's keyword arguments (control
+images, per-unit ``controlnet_conditioning_scale`` and ``control_guidance_start/end``).
+
+Control modes follow the extension: "Balanced" adds the control to both halves of the CFG batch
+at the unit's weight; "My prompt is more important" scales the 13 residuals of an SD1.5 ControlNet
+by ``0.825 ** (12 - i)`` (shallow ones weakest, the middle block at full weight: "soft injection");
+"ControlNet is more important" does the same and adds the control only to the conditional half,
+so classifier-free guidance amplifies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from webui.controlnet.units import CONTROL_MODES, ControlNetUnit, pixel_perfect_resolution
+
+SOFT_DECAY = 0.825
+
+
+class ModeControlNet(torch.nn.Module):
+    """A ControlNetModel with a unit's control mode applied to its residuals."""
+
+    def __init__(self, net, mode: str = "Balanced"):
+        super().__init__()
+        if mode not in CONTROL_MODES:
+            raise ValueError(f"control_mode must be one of {CONTROL_MODES}, got {mode!r}")
+        self.net = net
+        self.mode = mode
+        self.cfg_batch = True  # the pipeline's batch is [uncond, cond] (set per call)
+
+    @property
+    def config(self):
+        return self.net.config
+
+    @property
+    def dtype(self):
+        return self.net.dtype
+
+    def forward(self, sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale=1.0, guess_mode=False, return_dict=False, **kw):
+        down, mid = self.net(
+            sample, timestep, encoder_hidden_states=encoder_hidden_states, controlnet_cond=controlnet_cond,
+            conditioning_scale=conditioning_scale, guess_mode=False, return_dict=False, **kw,
+        )
+        if self.mode != CONTROL_MODES[0]:
+            n = len(down)
+            down = [d * SOFT_DECAY ** float(n - i) for i, d in enumerate(down)]
+        if self.mode == CONTROL_MODES[2] and self.cfg_batch and sample.shape[0] % 2 == 0:
+            half = sample.shape[0] // 2
+            mark = torch.cat([torch.zeros(half), torch.ones(half)]).to(sample.device, down[0].dtype)[:, None, None, None]
+            down = [d * mark for d in down]
+            mid = mid * mark
+        return down, mid
+
+
+@dataclass
+class ControlNetCall:
+    pipe: Any  # the diffusers ControlNet pipeline (shares the base components)
+    kwargs: dict  # extra keyword arguments of the pipeline call
+    units: list = field(default_factory=list)  # the enabled units, in order
+    control_images: list = field(default_factory=list)  # the control maps given to diffusers
+    titles: list = field(default_factory=list)  # ControlNet model titles, for infotext
+
+
+def control_image(unit: ControlNetUnit, width: int, height: int, fallback=None):
+    """The unit's control map at the generation size (preprocessed, then fitted by its resize mode)."""
+    from webui.controlnet.preprocess import resize_control, run_module
+
+    image = unit.image if unit.image is not None else fallback
+    if image is None:
+        raise ValueError(f"ControlNet unit with model {unit.model!r} has no input image")
+    res = unit.processor_res
+    if unit.pixel_perfect:
+        res = pixel_perfect_resolution(image.size, width, height, unit.resize_mode)
+    detected = run_module(unit.module, image, res, unit.threshold_a, unit.threshold_b)
+    return resize_control(detected, width, height, unit.resize_mode)
+
+
+def build_pipeline(kind: str, components: dict, controlnet, inpaint_model: bool = False):
+    """A ControlNet pipeline for ``kind`` over ``components`` (the base pipeline's, shared)."""
+    from diffusers import (
+        StableDiffusionControlNetImg2ImgPipeline,
+        StableDiffusionControlNetInpaintPipeline,
+        StableDiffusionControlNetPipeline,
+    )
+
+    cls = {
+        "txt2img": StableDiffusionControlNetPipeline,
+        "img2img": StableDiffusionControlNetImg2ImgPipeline,
+        "inpaint": StableDiffusionControlNetInpaintPipeline,
+    }[kind]
+    if inpaint_model and kind != "inpaint":
+        cls = StableDiffusionControlNetInpaintPipeline
+    base = {k: components[k] for k in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    pipe = cls(**base, controlnet=controlnet, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def prepare(kind: str, components: dict, units: list, nets: list, titles: list, width: int, height: int,
+            guidance_scale: float, fallback_image=None, inpaint_model: bool = False) -> ControlNetCall:
+    """The pipeline and keyword arguments for the enabled ``units`` (with their loaded ``nets``)."""
+    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+    if not units:
+        raise ValueError("no enabled ControlNet unit")
+    wrapped = []
+    for unit, net in zip(units, nets):
+        w = ModeControlNet(net, unit.control_mode)
+        w.cfg_batch = guidance_scale > 1.0
+        wrapped.append(w)
+    multi = MultiControlNetModel(wrapped)
+    pipe = build_pipeline(kind, components, multi, inpaint_model)
+    images = [control_image(u, width, height, fallback_image) for u in units]
+    kwargs = {
+        "image" if kind == "txt2img" and not inpaint_model else "control_image": images,
+        "controlnet_conditioning_scale": [float(u.weight) for u in units],
+        "control_guidance_start": [float(u.guidance_start) for u in units],
+        "control_guidance_end": [float(u.guidance_end) for u in units],
+        "guess_mode": False,
+    }
+    return ControlNetCall(pipe=pipe, kwargs=kwargs, units=list(units), control_images=images, titles=list(titles))
+
+
+def infotext_params(call: ControlNetCall) -> dict:
+    """``{"ControlNet 0": "Module: ..., Model: ..., ...", ...}`` as the extension writes them."""
+    from dataclasses import replace
+
+    from webui.controlnet.preprocess import get_module
+
+    out = {}
+    for i, (unit, title) in enumerate(zip(call.units, call.titles)):
+        m = get_module(unit.module)  # canonical name, and the thresholds the module really used
+        a = float(m.a[1]) if m.a and unit.threshold_a < 0 else unit.threshold_a
+        b = float(m.b[1]) if m.b and unit.threshold_b < 0 else unit.threshold_b
+        out[f"ControlNet {i}"] = replace(unit, model=title, module=m.name, threshold_a=a, threshold_b=b).infotext()
+    return out
