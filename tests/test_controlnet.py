@@ -225,7 +225,9 @@ def test_openpose_drawing_convention():
 def test_openpose_on_a_photo_finds_a_skeleton():
     from webui.controlnet.openpose import COLOURS
 
-    out = arr(run_module("openpose", Image.open(Path(__file__).resolve().parent.parent / "astro.png"), 256))
+    from skimage.data import astronaut
+
+    out = arr(run_module("openpose", Image.fromarray(astronaut()), 256))
     lit = out.reshape(-1, 3)[out.reshape(-1, 3).sum(1) > 0]
     assert len(lit) > 200  # limbs were drawn
     assert (out.sum(2) == 0).mean() > 0.8  # on black
@@ -416,13 +418,16 @@ def test_webuiapi_controlnet_round_trip(live_server):
     assert np.array_equal(inverted, 255 - arr(sketch()))
     unit = webuiapi.ControlNetUnit(image=sketch(), module="invert (from white bg & black line)", model=titles[0],
                                    weight=0.9, guidance_end=0.8, control_mode=1)
+    # alwayson_scripts={} explicitly: webuiapi's default is one shared dict that it writes the units into,
+    # so later calls in this process (other test modules) would keep sending this unit
     r = api.txt2img(prompt="a triangle", seed=4, steps=3, width=SIZE, height=SIZE, cfg_scale=5, sampler_name="Euler",
-                    controlnet_units=[unit])
+                    controlnet_units=[unit], alwayson_scripts={})
     info = r.info["infotexts"][0]
     assert f'ControlNet 0: "Module: invert (from white bg & black line), Model: {titles[0]}, Weight: 0.9' in info
     assert "Guidance End: 0.8" in info and "Control Mode: My prompt is more important" in info
     r = api.img2img(images=[Image.new("RGB", (SIZE, SIZE), "gray")], prompt="x", seed=4, steps=3, width=SIZE, height=SIZE,
-                    denoising_strength=0.6, controlnet_units=[webuiapi.ControlNetUnit(module="canny", model=titles[0])])
+                    denoising_strength=0.6, controlnet_units=[webuiapi.ControlNetUnit(module="canny", model=titles[0])],
+                    alwayson_scripts={})
     assert 'ControlNet 0: "Module: canny' in r.info["infotexts"][0]
     import requests
 
