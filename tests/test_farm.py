@@ -136,6 +136,20 @@ def test_a_worker_without_the_model_is_skipped(farm_services, tmp_path):
         farm.remove_worker(extra)
 
 
+def test_workers_report_lists_node_device_model_and_jobs(farm_services):
+    from webui.farm import TABLE_COLUMNS, workers_report, workers_table
+
+    report = workers_report(farm_services)
+    assert report["cluster"] is True
+    rows = {w["name"]: w for w in report["workers"]}
+    assert {"w0", "w1"} <= set(rows)
+    for name in ("w0", "w1"):
+        w = rows[name]
+        assert w["state"] == "idle" and w["device"] == "cpu" and w["node"] and w["pid"]
+        assert w["loaded_model"] == "tiny-sd" and w["jobs_done"] >= 1 and w["ram"]["total"] > 0
+    assert all(len(row) == len(TABLE_COLUMNS) for row in workers_table(report))
+
+
 def test_a_worker_killed_mid_job_is_retried_elsewhere(farm_services):
     farm = farm_services.farm
     queue = farm_services.jobs
@@ -169,3 +183,31 @@ def test_a_worker_killed_mid_job_is_retried_elsewhere(farm_services):
     assert dead.state == "dead" and "died while running" in dead.error
     print(f"fault test: worker {victim['name']} killed mid-job; 6/6 jobs done {elapsed:.1f} s after the kill; "
           f"retry: {retried[0]}")
+
+
+def test_without_cluster_nothing_imports_ray_and_the_route_says_so(live_server):
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.app_fixtures import LOGIN
+
+    code = ("import sys, app; from webui.config import AppConfig; from webui.services import Services; "
+            "import webui.farm, webui.farm.dispatch; s = Services(AppConfig()); s.jobs; "
+            "assert s.farm is None; assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    url, _ = live_server
+    assert requests.get(f"{url}/sdapi/v1/workers", timeout=60).status_code == 401
+    r = requests.get(f"{url}/sdapi/v1/workers", auth=LOGIN, timeout=60)
+    assert r.status_code == 200 and r.json()["cluster"] is False and r.json()["workers"] == []
+
+
+def test_cluster_flags():
+    from webui.cli import parse_args
+
+    config = parse_args(["--cluster", "auto", "--cluster-cpu-workers", "2"]).config
+    assert config.cluster.address == "auto" and config.cluster.cpu_workers == 2 and config.cluster.enabled
+    assert not parse_args([]).config.cluster.enabled
+    with pytest.raises(SystemExit):
+        parse_args(["--cluster-cpu-workers", "2"])
