@@ -29,10 +29,16 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--head-threads", type=int, default=0,
+                    help="torch CPU threads of the head-only path (0 = torch's default; CPU workers use 1)")
     ap.add_argument("--gpu", action="store_true", help="GPU workers (num_gpus=1) instead of 2 CPU workers")
     args = ap.parse_args()
 
     import ray
+    import torch
+
+    if args.head_threads:
+        torch.set_num_threads(args.head_threads)
 
     from webui.config import AppConfig, PathsConfig, PerfConfig
     from webui.diffusion.tiny import save_tiny_model
@@ -72,7 +78,7 @@ def main() -> None:
                 results["farm_2_workers"].append(timed(two))
         per_min = {k: round(args.images / statistics.median(v) * 60, 1) for k, v in results.items() if v}
         out = {"images": args.images, "steps": args.steps, "size": args.size, "rounds": args.rounds,
-               "device": perf.device, "cpus": cpus, "images_per_minute": per_min,
+               "device": perf.device, "cpus": cpus, "head_threads": torch.get_num_threads(), "images_per_minute": per_min,
                "seconds": {k: [round(x, 2) for x in v] for k, v in results.items() if v}}
         if "farm_1_worker" in per_min and "farm_2_workers" in per_min:
             out["speedup_2_vs_1"] = round(per_min["farm_2_workers"] / per_min["farm_1_worker"], 2)

@@ -160,7 +160,7 @@ def test_a_worker_killed_mid_job_is_retried_elsewhere(farm_services):
     def busy_mid_job():
         for row in farm.status():
             progress = row["progress"] or {}
-            if row["state"] == "busy" and row["name"] in ("w0", "w1") and 1 <= progress.get("step", 0) <= 6:
+            if row["state"] == "busy" and row["name"] in ("w0", "w1") and 1 <= progress.get("step", 0) <= 9:
                 return row
         return None
 

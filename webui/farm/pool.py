@@ -21,6 +21,7 @@ from webui.config import AppConfig
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 600.0  # a worker that has not come up by then is marked dead
+MAX_START_FAILURES = 3  # a node whose workers failed to start this often gets no more (see the panel's error)
 INFO_TIMEOUT_S = 2.0
 
 
@@ -122,7 +123,10 @@ class Farm:
         for node_id, node in alive.items():
             gpus = int(node.get("Resources", {}).get("GPU", 0))
             want = gpus if gpus else self.cluster.cpu_workers
-            have = sum(1 for w in self.workers_list() if w.node_id == node_id and w.state != "dead")
+            mine = [w for w in self.workers_list() if w.node_id == node_id]
+            have = sum(1 for w in mine if w.state != "dead")
+            if sum(1 for w in mine if (w.error or "").startswith(("failed to start", "did not start"))) >= MAX_START_FAILURES:
+                continue  # e.g. no CUDA torch on that node: not retried forever
             host = node.get("NodeManagerHostname") or node.get("NodeManagerAddress") or node_id[:8]
             for _ in range(max(0, want - have)):
                 self.add_worker(node_id, host, "cuda" if gpus else "cpu")
