@@ -150,6 +150,27 @@ def test_workers_report_lists_node_device_model_and_jobs(farm_services):
     assert all(len(row) == len(TABLE_COLUMNS) for row in workers_table(report))
 
 
+def test_a_talking_head_job_runs_on_a_worker_and_its_mp4_is_saved_here(farm_services, tmp_path):
+    import soundfile as sf
+    from skimage import data as skimage_data
+
+    from talking_head.pipeline import TalkingHeadRequest
+
+    portrait, audio = tmp_path / "face.png", tmp_path / "speech.wav"
+    Image.fromarray(skimage_data.astronaut()).save(portrait)
+    t = np.arange(int(0.6 * 16000)) / 16000
+    sf.write(audio, (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32), 16000)
+    job = farm_services.jobs.run("talking_head", TalkingHeadRequest(image=portrait, audio=audio), owner="alice")
+    assert job.status.value == "done", job.error
+    video = job.result.value.video_path
+    head_dir = farm_services.config.paths.outputs_dir / "talking-head"
+    assert video.parent == head_dir and video.is_file() and video.read_bytes()[4:8] == b"ftyp"
+    assert job.result.value.frames > 0
+    entry = farm_services.history.get(job.id)
+    assert entry.paths == (str(video),) and any("made by worker" in n for n in entry.notes), entry.notes
+    assert not list(head_dir.glob("*.partial.mp4"))
+
+
 def test_a_worker_killed_mid_job_is_retried_elsewhere(farm_services):
     farm = farm_services.farm
     queue = farm_services.jobs
