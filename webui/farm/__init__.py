@@ -20,7 +20,7 @@ def workers_report(services: Any) -> dict[str, Any]:
 
 def _gib(usage: Any) -> str:
     if not usage:
-        return ""
+        return "—"
     return f"{usage['used'] / 2**30:.1f} / {usage['total'] / 2**30:.1f} GiB"
 
 
