@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 600.0  # a worker that has not come up by then is marked dead
 MAX_START_FAILURES = 3  # a node whose workers failed to start this often gets no more (see the panel's error)
 INFO_TIMEOUT_S = 2.0
+NO_WORKER_GRACE_S = 15.0  # with no worker able to run a job, wait this long (a replacement may start) before failing
 
 
 class NoWorker(ValueError):
@@ -68,6 +69,7 @@ class Farm:
         self._tickets = itertools.count()
         self._waiting: list[tuple[int, Optional[str], frozenset]] = []  # blocked acquire() calls, oldest first
         self._stop = threading.Event()
+        self._resync = threading.Event()  # a worker died: read the nodes at the next tick (its replacement)
         self._thread: Optional[threading.Thread] = None
         self._slots = 0
 
@@ -104,7 +106,8 @@ class Farm:
         while not self._stop.wait(0.25):
             try:
                 self._check_starting()
-                if time.monotonic() - last_nodes >= self.cluster.poll_s:
+                if time.monotonic() - last_nodes >= self.cluster.poll_s or self._resync.is_set():
+                    self._resync.clear()
                     last_nodes = time.monotonic()
                     self.sync_nodes()
             except Exception:  # the monitor must survive a hiccup of the cluster
@@ -201,6 +204,7 @@ class Farm:
                 return
             record.state, record.error, record.current = "dead", why, None
             self._cond.notify_all()
+        self._resync.set()
         log.warning("farm: %s is dead: %s", record.label(), why)
         self._update_slots()
 
@@ -243,6 +247,7 @@ class Farm:
             ticket = next(self._tickets)
             entry = (ticket, model, frozenset(exclude))
             self._waiting.append(entry)
+            hopeless_since: Optional[float] = None
             try:
                 while True:
                     if cancelled():
@@ -251,7 +256,10 @@ class Farm:
                         w = self._pick_idle(model, exclude)
                         w.state, w.current = "busy", what
                         return w
-                    if not self._candidates(model, exclude) and not any(x.state == "starting" for x in self._workers):
+                    hopeless = not self._candidates(model, exclude) and not any(x.state == "starting"
+                                                                                  for x in self._workers)
+                    hopeless_since = (hopeless_since or time.monotonic()) if hopeless else None
+                    if hopeless and time.monotonic() - hopeless_since >= NO_WORKER_GRACE_S:
                         known = sorted({m for x in self._workers if x.live for m in x.models})
                         raise NoWorker(f"no farm worker can run this job: none has model {model!r} "
                                        f"(each node needs it in its models/Stable-diffusion/; the workers have: "
