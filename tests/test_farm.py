@@ -171,6 +171,51 @@ def test_a_talking_head_job_runs_on_a_worker_and_its_mp4_is_saved_here(farm_serv
     assert not list(head_dir.glob("*.partial.mp4"))
 
 
+def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_them(farm_services, monkeypatch):
+    """ray.nodes() as the head polls it, with a 3-GPU PC and a CPU PC added. Their actors cannot be placed
+    on this one machine: Ray refuses them, the farm marks them dead with the reason and stops retrying."""
+    from webui.farm.pool import MAX_START_FAILURES
+
+    farm = farm_services.farm
+    real = ray.nodes
+    gpu_pc = {"NodeID": "a" * 56, "Alive": True, "Resources": {"CPU": 16.0, "GPU": 3.0}, "NodeManagerHostname": "pc2"}
+    cpu_pc = {"NodeID": "b" * 56, "Alive": True, "Resources": {"CPU": 8.0}, "NodeManagerHostname": "pc3"}
+    monkeypatch.setattr(ray, "nodes", lambda: real() + [gpu_pc, cpu_pc])
+    before = len(farm.workers_list())
+    on = lambda node: [w for w in farm.workers_list() if w.node_id == node["NodeID"]]  # noqa: E731
+    try:
+        farm.sync_nodes()
+        wait_for(lambda: len(on(gpu_pc)) >= 3 and len(on(cpu_pc)) >= 2, "workers for the nodes that joined")
+        assert {(w.host, w.device) for w in on(gpu_pc)} == {("pc2", "cuda")}  # one per GPU
+        assert {(w.host, w.device) for w in on(cpu_pc)} == {("pc3", "cpu")}  # --cluster-cpu-workers 2
+
+        def settled(node):
+            farm.sync_nodes()
+            mine = on(node)
+            return all(w.state == "dead" for w in mine) and len(mine) >= MAX_START_FAILURES
+
+        deadline = time.time() + 30
+        while time.time() < deadline and not settled(cpu_pc):
+            time.sleep(0.1)
+        if settled(cpu_pc):  # Ray refused them (2.60 does at once; a Ray that keeps them pending: "starting")
+            assert all("failed to start" in w.error for w in on(cpu_pc))
+            count = len(on(cpu_pc))
+            farm.sync_nodes()
+            assert len(on(cpu_pc)) == count  # not retried forever
+        else:
+            assert {w.state for w in on(cpu_pc)} == {"starting"} and len(on(cpu_pc)) == 2
+        gpu_pc["Alive"] = False  # the GPU PC leaves: no more workers for it
+        farm.sync_nodes()
+        count = len(on(gpu_pc))
+        farm.sync_nodes()
+        assert len(on(gpu_pc)) == count and all(w.state == "dead" for w in on(gpu_pc))
+        assert {w.name for w in farm.workers_list() if w.live} >= {"w0", "w1"}  # the real ones carry on
+    finally:
+        monkeypatch.setattr(ray, "nodes", real)
+        for w in farm.workers_list()[before:]:
+            farm.remove_worker(w)
+
+
 def test_a_worker_killed_mid_job_is_retried_elsewhere(farm_services):
     farm = farm_services.farm
     queue = farm_services.jobs

@@ -24,6 +24,7 @@ from webui.jobs.job import JobCancelled, JobControl, JobResult
 from webui.jobs.queue import JobQueue
 
 WAIT_S = 0.25
+STOP_WAIT_S = 30.0  # how long a failed job waits for its other pieces to stop
 
 
 class FarmJobFailed(RuntimeError):
@@ -71,53 +72,61 @@ def run_pieces(farm: Farm, pieces: list[Piece], control: JobControl,
         else:
             control.report(0, 1, text=f"{piece.label} on node {worker.host} (worker {worker.name})")
 
-    while pending or active:
-        if control.cancelled():
-            pending.clear()
-            if not cancelled_sent:
-                for _, worker, piece_id in active.values():
-                    worker.handle.cancel.remote(piece_id)
-                cancelled_sent = True
-        while pending:  # hand out pieces: wait for a worker only when none of ours is running
-            piece = pending[0]
-            worker = farm.acquire(piece.model, exclude=piece.exclude, cancelled=control.cancelled,
-                                  blocking=not active, what=piece.label)
-            if worker is None:
-                break
-            pending.pop(0)
-            dispatch(piece, worker)
-        if not active:
-            continue
-        done, _ = ray.wait(list(active), num_returns=1, timeout=WAIT_S)
-        for ref in done:
-            piece, worker, _ = active.pop(ref)
-            try:
-                answer = ray.get(ref)
-            except Exception as e:  # noqa: BLE001
-                if isinstance(e, JobCancelled) or (control.cancelled() and not _died(e)):
-                    farm.release(worker, None)
+    try:
+        while pending or active:
+            if control.cancelled():
+                pending.clear()
+                if not cancelled_sent:
+                    for _, worker, piece_id in active.values():
+                        worker.handle.cancel.remote(piece_id)
+                    cancelled_sent = True
+            while pending:  # hand out pieces: wait for a worker only when none of ours is running
+                piece = pending[0]
+                worker = farm.acquire(piece.model, exclude=piece.exclude, cancelled=control.cancelled,
+                                      blocking=not active, what=piece.label)
+                if worker is None:
+                    break
+                pending.pop(0)
+                dispatch(piece, worker)
+            if not active:
+                continue
+            done, _ = ray.wait(list(active), num_returns=1, timeout=WAIT_S)
+            for ref in done:
+                piece, worker, _ = active.pop(ref)
+                try:
+                    answer = ray.get(ref)
+                except Exception as e:  # noqa: BLE001
+                    if isinstance(e, JobCancelled) or (control.cancelled() and not _died(e)):
+                        farm.release(worker, None)
+                        continue
+                    if not _died(e):
+                        farm.release(worker, None)
+                        raise _cause(e)
+                    farm.mark_dead(worker, f"died while running {piece.label}: {type(e).__name__}")
+                    piece.attempts += 1
+                    piece.failed_on.append(worker.label())
+                    piece.exclude.add(worker)
+                    if piece.attempts > farm.cluster.max_retries:
+                        raise FarmJobFailed(f"{piece.label} failed on {piece.attempts} workers "
+                                            f"({'; '.join(piece.failed_on)}): each died while running it")
+                    retried[id(piece)] = f"{worker.name} on node {worker.host} died"
+                    if not control.cancelled():
+                        pending.insert(0, piece)
                     continue
-                if not _died(e):
-                    farm.release(worker, None)
-                    raise _cause(e)
-                farm.mark_dead(worker, f"died while running {piece.label}: {type(e).__name__}")
-                piece.attempts += 1
-                piece.failed_on.append(worker.label())
-                piece.exclude.add(worker)
-                if piece.attempts > farm.cluster.max_retries:
-                    raise FarmJobFailed(f"{piece.label} failed on {piece.attempts} workers "
-                                        f"({'; '.join(piece.failed_on)}): each died while running it")
-                retried[id(piece)] = f"{worker.name} on node {worker.host} died"
-                if not control.cancelled():
+                if "missing" in answer:  # this node lacks the model: not offered it again, the piece goes elsewhere
+                    farm.lacks_model(worker, piece.model)
+                    control.note(answer["missing"] + f"; {piece.label} sent to another worker")
                     pending.insert(0, piece)
-                continue
-            if "missing" in answer:  # this node lacks the model: not offered it again, the piece goes elsewhere
-                farm.lacks_model(worker, piece.model)
-                control.note(answer["missing"] + f"; {piece.label} sent to another worker")
-                pending.insert(0, piece)
-                continue
-            farm.release(worker, piece.model)
-            on_done(piece, worker, answer)
+                    continue
+                farm.release(worker, piece.model)
+                on_done(piece, worker, answer)
+    finally:  # a piece failed for good: stop the others (their workers stay busy until they return)
+        if active:
+            for _, worker, piece_id in active.values():
+                worker.handle.cancel.remote(piece_id)
+            ray.wait(list(active), num_returns=len(active), timeout=STOP_WAIT_S)
+            for _, worker, _ in active.values():
+                farm.release(worker, None)
     return not control.cancelled()
 
 
