@@ -95,11 +95,12 @@ def test_six_concurrent_jobs_run_on_both_workers(farm_services):
 def test_same_seeds_give_identical_images_with_the_farm_on_and_off(farm_services, tiny_models_dir, tmp_path):
     from webui.services import Services
 
-    req = request("a red circle", 4242, batch_count=4)
+    req = request("a red circle", 4242, batch_count=4, subseed=77, subseed_strength=0.3)  # variation seeds too
     job = farm_services.jobs.run("txt2img", req, owner="alice")
     entry = farm_services.history.get(job.id)
     assert len(makers(entry)) == 2, entry.notes  # the batch was split across both workers
     assert job.result.value.seeds == [4242, 4243, 4244, 4245]
+    assert job.result.value.subseeds == [77, 78, 79, 80]
 
     alone = Services(app_config(tiny_models_dir, tmp_path))  # no --cluster: this process, as always
     threads = torch.get_num_threads()

@@ -147,12 +147,14 @@ def run_images(farm: Farm, services: Any, kind: str, request: Any, control: JobC
     image_service = services.image
     model = request.model or image_service.current_model().name
     seeds = ImageService._seeds(request)  # seed -1 resolved here, once: every piece gets its own seeds
+    subseeds = ImageService._seeds(request, request.subseed)  # variation seeds likewise
     size, count = request.batch_size, request.batch_count
-    results: dict[int, tuple[list, list, list, list]] = {}  # batch -> images, seeds, infotexts, paths
+    results: dict[int, tuple[list, list, list, list, list, dict]] = {}  # batch -> images, seeds, infos, paths, ...
     interrupted = False
     pieces = []
     for b in range(count):
-        piece_request = dataclasses.replace(request, seed=seeds[b * size], batch_count=1, model=model, save=False)
+        piece_request = dataclasses.replace(request, seed=seeds[b * size], subseed=subseeds[b * size], batch_count=1,
+                                            model=model, save=False)
         pieces.append(Piece(f"batch {b + 1}/{count}", model,
                             lambda handle, pid, r=piece_request: handle.run_images.remote(pid, kind, r)))
     index = {id(p): b for b, p in enumerate(pieces)}
@@ -172,7 +174,8 @@ def run_images(farm: Farm, services: Any, kind: str, request: Any, control: JobC
                 paths.append(save_png(image, path, info))
             images.append(image)
         interrupted = interrupted or answer["interrupted"]
-        results[b] = (images, answer["seeds"], answer["infotexts"], paths)
+        results[b] = (images, answer["seeds"], answer["infotexts"], paths, answer.get("subseeds", []),
+                      answer.get("extra_params", {}))
         control.note(f"{piece.label} (seeds {', '.join(map(str, answer['seeds']))}) made by worker {worker.name} "
                      f"on node {worker.host}")
         control.report(0, request.steps, batch=len(results), batches=count, preview=images[0] if images else None)
@@ -180,11 +183,13 @@ def run_images(farm: Farm, services: Any, kind: str, request: Any, control: JobC
     finished = run_pieces(farm, pieces, control, on_done)
     out = ImageResult(images=[], seeds=[], infotexts=[], paths=[], interrupted=interrupted or not finished)
     for b in sorted(results):
-        images, piece_seeds, infos, paths = results[b]
+        images, piece_seeds, infos, paths, piece_subseeds, extra = results[b]
         out.images += images
         out.seeds += piece_seeds
         out.infotexts += infos
         out.paths += paths
+        out.subseeds += piece_subseeds
+        out.extra_params = out.extra_params or dict(extra)
     return JobResult(out, list(out.paths), list(out.infotexts) if out.paths else [], interrupted=out.interrupted)
 
 

@@ -135,6 +135,7 @@ class FarmWorker:
                 self._end(job_id)
         return {"pngs": [png_bytes(im, info) for im, info in zip(result.images, result.infotexts)],
                 "seeds": list(result.seeds), "infotexts": list(result.infotexts),
+                "subseeds": list(getattr(result, "subseeds", [])), "extra_params": dict(getattr(result, "extra_params", {})),
                 "interrupted": bool(result.interrupted)}
 
     def run_talking_head(self, job_id: str, request: Any, files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
