@@ -172,6 +172,20 @@ def test_a_talking_head_job_runs_on_a_worker_and_its_mp4_is_saved_here(farm_serv
     assert not list(head_dir.glob("*.partial.mp4"))
 
 
+def test_the_job_progress_shows_the_workers_denoising_step(farm_services, monkeypatch):
+    import webui.farm.dispatch as dispatch
+
+    monkeypatch.setattr(dispatch, "PROGRESS_EVERY_S", 0.02)  # read it often, so a fast machine is caught too
+    job = farm_services.jobs.submit("txt2img", request("slow", 3, steps=80), owner="alice")
+    seen = set()
+    while not job.wait(0.05):
+        p = job.progress()
+        if p["steps"] == 80 and 0 < p["step"] < 80:
+            seen.add(p["step"])
+    assert job.status.value == "done", job.error
+    assert seen, "no step progress came back from the worker"
+
+
 def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_them(farm_services, monkeypatch):
     """ray.nodes() as the head polls it, with a 3-GPU PC and a CPU PC added. Their actors cannot be placed
     on this one machine: Ray refuses them, the farm marks them dead with the reason and stops retrying."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from webui.jobs.job import JobCancelled, JobControl, JobResult
 from webui.jobs.queue import JobQueue
 
 WAIT_S = 0.25
+PROGRESS_EVERY_S = 1.0  # how often a running piece's step is read from its worker
 STOP_WAIT_S = 30.0  # how long a failed job waits for its other pieces to stop
 
 
@@ -53,11 +55,29 @@ def _died(error: BaseException) -> bool:
 
 
 def run_pieces(farm: Farm, pieces: list[Piece], control: JobControl,
-               on_done: Callable[[Piece, WorkerRecord, dict], None]) -> bool:
+               on_done: Callable[[Piece, WorkerRecord, dict], None],
+               on_step: Optional[Callable[[int, int], None]] = None) -> bool:
     """Run every piece on the farm (several at once when workers are free). Returns False if cancelled.
 
-    ``on_done(piece, worker, answer)`` is called in this thread as each piece finishes."""
+    ``on_done(piece, worker, answer)`` is called in this thread as each piece finishes; ``on_step(step,
+    steps)`` about every second with the denoising step of the oldest running piece (read from its worker)."""
     import ray
+
+    poll: list = []  # [ObjectRef of a worker's info()] while one is asked
+    last_poll = 0.0
+
+    def poll_progress() -> None:
+        nonlocal last_poll
+        if poll and ray.wait(poll, timeout=0)[0]:
+            try:
+                current = ray.get(poll.pop()).get("current") or {}
+                if current.get("steps"):
+                    on_step(int(current["step"]), int(current["steps"]))
+            except Exception:  # noqa: BLE001 - the worker died: the piece's own result says so
+                pass
+        if not poll and active and time.monotonic() - last_poll >= PROGRESS_EVERY_S:
+            last_poll = time.monotonic()
+            poll.append(next(iter(active.values()))[1].handle.info.remote())
 
     pending = list(pieces)
     active: dict[Any, tuple[Piece, WorkerRecord, str]] = {}  # ObjectRef -> (piece, worker, piece id)
@@ -91,6 +111,8 @@ def run_pieces(farm: Farm, pieces: list[Piece], control: JobControl,
             if not active:
                 continue
             done, _ = ray.wait(list(active), num_returns=1, timeout=WAIT_S)
+            if on_step is not None:
+                poll_progress()
             for ref in done:
                 piece, worker, _ = active.pop(ref)
                 try:
@@ -180,7 +202,10 @@ def run_images(farm: Farm, services: Any, kind: str, request: Any, control: JobC
                      f"on node {worker.host}")
         control.report(0, request.steps, batch=len(results), batches=count, preview=images[0] if images else None)
 
-    finished = run_pieces(farm, pieces, control, on_done)
+    def on_step(step: int, steps: int) -> None:
+        control.report(step, steps, batch=len(results), batches=count)
+
+    finished = run_pieces(farm, pieces, control, on_done, on_step)
     out = ImageResult(images=[], seeds=[], infotexts=[], paths=[], interrupted=interrupted or not finished)
     for b in sorted(results):
         images, piece_seeds, infos, paths, piece_subseeds, extra = results[b]
