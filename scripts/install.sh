@@ -40,4 +40,7 @@ if [ "$WITH_TESTS" = 1 ]; then "${PIP[@]}" -e '.[test]'; else "${PIP[@]}" -e .; 
 # a CUDA torch; --no-deps, and webui/upscale/spandrel_import.py imports it without torchvision.
 .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("spandrel") is None)' \
   || "${PIP[@]}" --no-deps "spandrel>=0.4.2"
+# Ray (the GPU farm, --cluster): in pyproject; checked here so an older .venv gets it too.
+.venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("ray") is None)' \
+  || "${PIP[@]}" "ray>=2.40"
 echo "installed into .venv"

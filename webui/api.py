@@ -349,6 +349,14 @@ def build_router(services: Services) -> APIRouter:
         return {"jobs": history_rows(services, user, kind=kind or None, since=parse_day(since, "since"),
                                      until=parse_day(until, "until"), owner=owner or None, limit=limit)}
 
+    @router.get("/workers")
+    def workers() -> dict:
+        """Our extension: the GPU farm's workers (node, device, VRAM/RAM, loaded model, current job, jobs
+        done, state); ``{"cluster": false, "workers": []}`` without ``--cluster``."""
+        from webui.farm import workers_report
+
+        return workers_report(services)
+
     @router.get("/sd-models")
     def sd_models() -> list[dict]:
         return [{"title": m.title, "model_name": m.name, "hash": (m.sha256 or "")[:10] or None, "sha256": m.sha256,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from webui.config import AppConfig, LimitsConfig, MemoryMode, PathsConfig, PerfConfig, ServerConfig
+from webui.config import AppConfig, ClusterConfig, LimitsConfig, MemoryMode, PathsConfig, PerfConfig, ServerConfig
 
 COMMANDS = ("serve", "txt2img", "img2img", "inpaint", "talk", "train", "upscale", "train-upscaler", "doctor", "train-controlnet")
 
@@ -72,6 +72,12 @@ def _add_server(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-api", action="store_true", help="do not mount the A1111-compatible /sdapi/v1 API")
     g.add_argument("--admin", action="append", default=[], metavar="USER",
                    help="a login that sees everyone's history (repeat for several)")
+    g = p.add_argument_group("GPU farm (Ray; see docs/farm.md)")
+    g.add_argument("--cluster", metavar="auto|HOST:PORT",
+                   help="run jobs on the workers of a Ray cluster: auto = the one `ray start` joined this PC to")
+    g.add_argument("--cluster-cpu-workers", type=int, default=0, metavar="N",
+                   help="with --cluster: N CPU workers on each node without GPUs (every GPU gets one worker)")
+    g = p.add_argument_group("server")
     g.add_argument("--max-body-mb", type=float, default=ServerConfig.max_body_bytes / 2**20,
                    help="largest request body in MB (larger ones get 413)")
 
@@ -239,5 +245,13 @@ def parse_args(argv: list[str]) -> ParsedArgs:
         server = ServerConfig(host=host, port=args.port, auth=auth, api=not args.no_api, admins=tuple(args.admin),
                               max_body_bytes=int(args.max_body_mb * 2**20))
     limits = LimitsConfig(max_audio_seconds=args.max_audio_seconds)
-    config = AppConfig(server=server, paths=paths, perf=perf, limits=limits, default_model=args.default_model)
+    cluster = ClusterConfig()
+    if command == "serve":
+        if args.cluster_cpu_workers < 0:
+            parser.error(f"--cluster-cpu-workers must be 0 or more, got {args.cluster_cpu_workers}")
+        if args.cluster_cpu_workers and not args.cluster:
+            parser.error("--cluster-cpu-workers needs --cluster")
+        cluster = ClusterConfig(address=args.cluster or None, cpu_workers=args.cluster_cpu_workers)
+    config = AppConfig(server=server, paths=paths, perf=perf, limits=limits, cluster=cluster,
+                       default_model=args.default_model)
     return ParsedArgs(config, command, args)

@@ -80,9 +80,24 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """The GPU farm (webui.farm, on Ray). ``address`` None = no farm: one process, as always."""
+
+    address: str | None = None  # "auto" (a running `ray start` cluster) | "HOST:PORT" | "local" (start one here)
+    cpu_workers: int = 0  # workers on each node without GPUs (every GPU always gets one worker)
+    poll_s: float = 5.0  # how often ray.nodes() is read for nodes that joined or died
+    max_retries: int = 2  # a job piece whose worker died is retried on another worker at most this often
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+
+@dataclass(frozen=True)
 class AppConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     default_model: str | None = None  # model name to load first; None = first found (demo model)

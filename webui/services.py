@@ -56,4 +56,19 @@ class Services:
 
         queue = JobQueue(history=self.history)
         register_builtin_kinds(queue, self)
+        if self.config.cluster.enabled:  # --cluster: images and talking heads run on the farm's workers
+            from webui.farm.dispatch import register_farm_kinds
+
+            self.farm.on_slots = queue.set_slots  # one job per live worker at a time
+            queue.set_slots(max(1, sum(1 for w in self.farm.workers_list() if w.live)))
+            register_farm_kinds(queue, self, self.farm)
         return queue
+
+    @cached_property
+    def farm(self):
+        """The GPU farm (webui.farm.pool.Farm) with ``--cluster``, else None. Ray is imported only here."""
+        if not self.config.cluster.enabled:
+            return None
+        from webui.farm.pool import Farm
+
+        return Farm(self.config).start()

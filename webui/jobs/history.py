@@ -28,11 +28,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     params TEXT NOT NULL,      -- JSON object of the request's parameters
     paths TEXT NOT NULL,       -- JSON list of output paths
     infotexts TEXT NOT NULL,   -- JSON list, one per path
-    error TEXT
+    error TEXT,
+    notes TEXT NOT NULL DEFAULT '[]'  -- JSON list of events, e.g. "batch 2 retried on node X" (the farm)
 );
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created);
 """
 UNFINISHED = ("queued", "running")
+COLUMNS = "id, owner, kind, created, started, finished, status, params, paths, infotexts, error, notes"
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,12 @@ class HistoryEntry:
     paths: tuple[str, ...]
     infotexts: tuple[str, ...]
     error: Optional[str]
+    notes: tuple[str, ...] = ()  # events while it ran (which farm worker made what, retries)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "owner": self.owner, "kind": self.kind, "created": self.created,
                 "started": self.started, "finished": self.finished, "status": self.status, "params": self.params,
-                "paths": list(self.paths), "infotexts": list(self.infotexts), "error": self.error}
+                "paths": list(self.paths), "infotexts": list(self.infotexts), "error": self.error, "notes": list(self.notes)}
 
 
 class History:
@@ -62,6 +65,9 @@ class History:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            columns = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
+            if "notes" not in columns:  # a history written before the farm existed
+                db.execute("ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit: every write is durable
@@ -79,15 +85,16 @@ class History:
 
     # ---------------------------------------------------------------- writes
     def add(self, job) -> None:
-        self._exec("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        self._exec("INSERT OR REPLACE INTO jobs (id, owner, kind, created, started, finished, status, params, paths, "
+                   "infotexts, error, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                    (job.id, job.owner, job.kind, job.created, job.started, job.finished, job.status.value,
                     json.dumps(job.params, default=str), json.dumps([str(p) for p in job.paths]),
-                    json.dumps(list(job.infotexts)), job.error))
+                    json.dumps(list(job.infotexts)), job.error, json.dumps(list(getattr(job, "notes", ())))))
 
     def update(self, job) -> None:
-        self._exec("UPDATE jobs SET started=?, finished=?, status=?, paths=?, infotexts=?, error=? WHERE id=?",
+        self._exec("UPDATE jobs SET started=?, finished=?, status=?, paths=?, infotexts=?, error=?, notes=? WHERE id=?",
                    (job.started, job.finished, job.status.value, json.dumps([str(p) for p in job.paths]),
-                    json.dumps(list(job.infotexts)), job.error, job.id))
+                    json.dumps(list(job.infotexts)), job.error, json.dumps(list(getattr(job, "notes", ()))), job.id))
 
     def recover(self) -> list[str]:
         """After a restart: unfinished jobs -> interrupted, keep only outputs that exist. Returns their ids."""
@@ -123,7 +130,7 @@ class History:
         with self._lock:
             db = self._connect()
             try:
-                rows = db.execute(sql, (*args, int(limit))).fetchall()
+                rows = db.execute(sql.replace("SELECT *", f"SELECT {COLUMNS}"), (*args, int(limit))).fetchall()
             finally:
                 db.close()
         return [_entry(r) for r in rows]
@@ -146,16 +153,16 @@ class History:
         with self._lock:
             db = self._connect()
             try:
-                row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+                row = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
             finally:
                 db.close()
         return _entry(row) if row else None
 
 
 def _entry(row) -> HistoryEntry:
-    (job_id, owner, kind, created, started, finished, status, params, paths, infotexts, error) = row
+    (job_id, owner, kind, created, started, finished, status, params, paths, infotexts, error, notes) = row
     return HistoryEntry(job_id, owner, kind, created, started, finished, status, json.loads(params),
-                        tuple(json.loads(paths)), tuple(json.loads(infotexts)), error)
+                        tuple(json.loads(paths)), tuple(json.loads(infotexts)), error, tuple(json.loads(notes or "[]")))
 
 
 def _remove_temp_files(folder: Path) -> None:

@@ -83,6 +83,9 @@ class JobControl:
     def add_output(self, path: Path, infotext: str = "") -> None:
         """Record ``path`` as an output of this job. Call it just before writing the file atomically."""
 
+    def note(self, text: str) -> None:
+        """Record an event of this job in its history (e.g. "batch 2 retried on node X"); shown as progress text."""
+
 
 class Job:
     """State of one submitted job. Thread-safe: the runner thread writes, any thread reads."""
@@ -104,6 +107,7 @@ class Job:
         self.exception: Optional[BaseException] = None  # a failed runner's error, re-raised by JobQueue.run
         self.paths: list[Path] = []
         self.infotexts: list[str] = []
+        self.notes: list[str] = []  # events recorded in history (JobControl.note)
         self.cancel_event = threading.Event()
         self.cancel_reason: Optional[CancelReason] = None
         self.skip_event = threading.Event()
@@ -208,4 +212,9 @@ class QueuedJobControl(JobControl):
     def add_output(self, path: Path, infotext: str = "") -> None:
         self._job.paths.append(Path(path))
         self._job.infotexts.append(infotext)
+        self._on_output(self._job)
+
+    def note(self, text: str) -> None:
+        self._job.notes.append(str(text))
+        self._job.set_progress(text=str(text))
         self._on_output(self._job)

@@ -67,6 +67,10 @@ class JobQueue:
         """Add a job kind (``"txt2img"``, ``"talking_head"``, ``"extras"`` ...)."""
         self._kinds[name] = JobKind(name, run, check, params)
 
+    def set_slots(self, slots: int) -> None:
+        """How many jobs run at once (1: one engine; a farm: one per worker)."""
+        self._scheduler.set_slots(slots)
+
     def kinds(self) -> list[str]:
         return list(self._kinds)
 

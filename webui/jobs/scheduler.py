@@ -1,6 +1,6 @@
-"""The engine slot, granted round-robin between owners.
+"""The engine slot(s), granted round-robin between owners.
 
-One job holds the slot at a time. When it is free, the next owner after the one served last (in the
+One job holds the slot at a time (a farm has one slot per worker: ``set_slots``). When it is free, the next owner after the one served last (in the
 order owners first queued) gets it, for that owner's oldest waiting job. A running job re-queues itself
 at each batch boundary (``yield_turn``), so a 16-batch job lets another owner's job run between its
 batches, and then continues.
@@ -25,7 +25,8 @@ class Cancelled(Exception):
 class FairScheduler:
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._holder: Optional[_Waiter] = None
+        self._holders: list[_Waiter] = []
+        self._slots = 1  # jobs that may hold a slot at once (the farm: its number of workers)
         self._waiting: list[tuple[int, _Waiter]] = []  # (arrival number, job); a yielding job keeps its number
         self._numbers: dict[int, int] = {}  # id(job) -> arrival number
         self._owners: list[str] = []  # owners in the order they first queued
@@ -48,6 +49,15 @@ class FairScheduler:
         return self._pick(self._waiting, self._owners, self._last_owner)
 
     # ---------------------------------------------------------------- slot
+    def set_slots(self, slots: int) -> None:
+        """How many jobs may run at once (the farm sets its live worker count; at least 1)."""
+        with self._cond:
+            self._slots = max(1, int(slots))
+            self._cond.notify_all()
+
+    def _free(self) -> bool:
+        return len(self._holders) < self._slots
+
     def acquire(self, job: _Waiter, on_wait: Optional[Callable[[], None]] = None) -> None:
         """Block until ``job`` holds the slot; raise Cancelled if its cancel event is set while waiting."""
         with self._cond:
@@ -56,7 +66,7 @@ class FairScheduler:
             if job.owner not in self._owners:
                 self._owners.append(job.owner)
             try:
-                while not (self._holder is None and self._next() is job):
+                while not (self._free() and self._next() is job):
                     if job.cancel_event.is_set():
                         raise Cancelled()
                     self._cond.wait(timeout=0.25)
@@ -66,13 +76,13 @@ class FairScheduler:
                 self._cond.notify_all()
                 raise
             self._waiting.remove((number, job))
-            self._holder = job
+            self._holders.append(job)
             self._last_owner = job.owner
 
     def release(self, job: _Waiter, *, final: bool = True) -> None:
         with self._cond:
-            if self._holder is job:
-                self._holder = None
+            if job in self._holders:
+                self._holders.remove(job)
             if final:
                 self._numbers.pop(id(job), None)
             self._cond.notify_all()
@@ -93,13 +103,13 @@ class FairScheduler:
     def ahead_of(self, job: _Waiter) -> int:
         """How many jobs get the slot before ``job`` (the running one included); 0 when it holds it."""
         with self._cond:
-            if self._holder is job:
+            if job in self._holders:
                 return 0
             waiting = list(self._waiting)
             if not any(j is job for _, j in waiting):
                 return 0
             owners, last = list(self._owners), self._last_owner
-            count = 1 if self._holder is not None else 0
+            count = len(self._holders) - self._slots + 1 if not self._free() else 0
         while waiting:
             nxt = self._pick(waiting, owners, last)
             if nxt is job or nxt is None:
@@ -111,4 +121,4 @@ class FairScheduler:
 
     def holder(self) -> Optional[_Waiter]:
         with self._cond:
-            return self._holder
+            return self._holders[0] if self._holders else None

@@ -65,7 +65,9 @@ def load_history(services: Services, owner: Optional[str], kind: str, since: str
     items, outputs, rows = [], [], []
     for entry in entries:
         when = dt.datetime.fromtimestamp(entry.created).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append([when, entry.kind, entry.status, len(entry.paths), entry.owner, entry.error or ""])
+        notes = [n for n in entry.notes if "retried on node" in n or "has no model" in n]  # farm events (docs/farm.md)
+        rows.append([when, entry.kind, entry.status, len(entry.paths), entry.owner,
+                     "; ".join(([entry.error] if entry.error else []) + notes)])
         for i, path in enumerate(entry.paths):
             if not Path(path).is_file():
                 continue
@@ -105,7 +107,7 @@ def build(services: Services, targets: SendTargets, tab: gr.Tab) -> None:
                 to_img2img = gr.Button("Send to img2img", elem_id="history_send_img2img")
                 to_inpaint = gr.Button("Send to inpaint", elem_id="history_send_inpaint")
                 to_talk = gr.Button("Send to talking head", elem_id="history_send_talking_head")
-    table = gr.Dataframe(headers=["time", "kind", "status", "outputs", "owner", "error"], interactive=False,
+    table = gr.Dataframe(headers=["time", "kind", "status", "outputs", "owner", "error / notes"], interactive=False,
                          label="Jobs", elem_id="history_jobs")
     outputs_state = gr.State([])
     selected = gr.State(None)

@@ -74,3 +74,26 @@ def build(services: Services) -> None:
     check.click(run_doctor, outputs=[report_md, apply_recommended], api_name="doctor")
     apply_recommended.click(guard(apply_recommendation),
                             outputs=[device, precision, attention, memory, vae_tiling, status], api_name=False)
+    build_workers_panel(services)
+
+
+def build_workers_panel(services: Services) -> None:
+    """The GPU farm's workers (``--cluster``); the same data as ``GET /sdapi/v1/workers``."""
+    from webui.farm import TABLE_COLUMNS, workers_report, workers_table
+
+    def refresh():
+        report = workers_report(services)
+        if not report["cluster"]:
+            note = "No farm: this server runs every job itself. Start it with `--cluster auto` (see docs/farm.md)."
+        else:
+            live = sum(w["state"] in ("idle", "busy") for w in report["workers"])
+            note = f"Farm on Ray cluster `{report['address']}`: {live} live worker(s) of {len(report['workers'])}."
+        return note, workers_table(report)
+
+    with gr.Accordion("Workers (GPU farm)", open=services.config.cluster.enabled, elem_id="settings_workers"):
+        note = gr.Markdown(elem_id="settings_workers_note")
+        table = gr.Dataframe(headers=list(TABLE_COLUMNS), interactive=False, elem_id="settings_workers_table")
+        button = gr.Button("Refresh workers", elem_id="settings_workers_refresh")
+    button.click(guard(refresh), None, [note, table])
+    if services.config.cluster.enabled:  # keep it current while the page is open
+        gr.Timer(5.0).tick(guard(refresh), None, [note, table])
