@@ -30,7 +30,10 @@ NEUTRAL_VALUES: dict[str, tuple] = {
     "image_cfg_scale": None,  # any value: A1111 uses it only for instruct-pix2pix models, which this project lacks
     "controlnet_units": (None, []),
 }
-OVERRIDE_SETTINGS = ("sd_model_checkpoint", "sd_vae")  # the override_settings keys this project applies
+# the override_settings keys this project applies: the checkpoint, the VAE and the speed settings (webui.diffusion.speed)
+SPEED_OVERRIDES = {"speed": str, "cache_interval": int, "cache_branch": int, "token_merging_ratio": float,
+                   "token_merging_min_side": int}
+OVERRIDE_SETTINGS = ("sd_model_checkpoint", "sd_vae", *SPEED_OVERRIDES)
 HIRES_FIELDS = ("hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_second_pass_steps", "denoising_strength",
                 "hr_sampler_name", "hr_prompt", "hr_negative_prompt")
 
@@ -101,9 +104,21 @@ def hires_from_body(body: dict[str, Any], sampler_for) -> HiresFix | None:
     )
 
 
+def speed_overrides(body: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``override_settings`` speed keys -> the request's ``speed_overrides`` (types checked here,
+    values by the engine)."""
+    settings = body.get("override_settings") or {}
+    found = []
+    for name, kind in SPEED_OVERRIDES.items():
+        if settings.get(name) is not None:
+            found.append((name, _typed(settings, name, kind, None)))
+    return tuple(found)
+
+
 def postprocess_fields(body: dict[str, Any], kind: str, sampler_for) -> dict[str, Any]:
-    """Extra request fields for txt2img (hires, restore_faces) and img2img (restore_faces)."""
-    fields: dict[str, Any] = {"restore_faces": _typed(body, "restore_faces", bool, False)}
+    """Extra request fields for txt2img (hires, restore_faces, speed) and img2img (restore_faces, speed)."""
+    fields: dict[str, Any] = {"restore_faces": _typed(body, "restore_faces", bool, False),
+                              "speed_overrides": speed_overrides(body)}
     if kind == "txt2img":
         fields["hires"] = hires_from_body(body, sampler_for)
     return fields

@@ -57,6 +57,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="normal: all on the GPU; model-offload / sequential-offload: less VRAM, slower")
     g.add_argument("--channels-last", action="store_true", help="UNet/VAE in channels_last memory format")
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    g.add_argument("--speed", default="off", choices=["off", "cache", "compile", "cache+compile"],
+                   help="cache: DeepCache feature reuse; compile: torch.compile (artefacts cached on disk)")
+    g.add_argument("--cache-interval", type=int, default=PerfConfig.cache_interval,
+                   help="--speed cache: a full UNet every N steps, the shallow branch in between")
+    g.add_argument("--cache-branch", type=int, default=PerfConfig.cache_branch,
+                   help="--speed cache: skip connections recomputed in between (0 = fastest)")
+    g.add_argument("--token-merging", type=float, default=PerfConfig.token_merging_ratio, metavar="RATIO",
+                   help="token merging (ToMe) ratio 0..0.75 for large images; 0 = off")
+    g.add_argument("--token-merging-min-side", type=int, default=PerfConfig.token_merging_min_side, metavar="PX",
+                   help="token merging only for images with a side of at least PX pixels")
     g.add_argument("--model", dest="default_model", help="Stable Diffusion model to use (name or 'name [hash]')")
     g.add_argument("--max-audio-seconds", type=float, default=LimitsConfig.max_audio_seconds,
                    help="talking head: longest accepted speech file, in seconds")
@@ -229,7 +239,18 @@ def parse_args(argv: list[str]) -> ParsedArgs:
         memory=MemoryMode(args.memory),
         channels_last=args.channels_last,
         threads=args.threads,
+        speed=args.speed,
+        cache_interval=args.cache_interval,
+        cache_branch=args.cache_branch,
+        token_merging_ratio=args.token_merging,
+        token_merging_min_side=args.token_merging_min_side,
     )
+    try:
+        from webui.diffusion.speed import check_speed
+
+        check_speed(perf)
+    except ValueError as e:
+        parser.error(str(e))
     server = ServerConfig()
     if command == "serve":
         try:

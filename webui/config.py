@@ -29,6 +29,12 @@ class PerfConfig:
     memory: MemoryMode = MemoryMode.NORMAL  # CPU offload policy
     channels_last: bool = False  # UNet/VAE in channels_last memory format
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    # Speed (webui.diffusion.speed): off | cache (DeepCache) | compile (torch.compile) | cache+compile
+    speed: str = "off"
+    cache_interval: int = 3  # cache: a full UNet every N steps, the shallow branch in between
+    cache_branch: int = 0  # cache: skip connections recomputed on the in-between steps (0 = shallowest)
+    token_merging_ratio: float = 0.0  # ToMe (tomesd): share of tokens merged; 0 = off
+    token_merging_min_side: int = 1024  # ToMe only for images with a side of at least this many pixels
 
 
 @dataclass(frozen=True)

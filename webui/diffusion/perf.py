@@ -57,6 +57,9 @@ def check_perf(perf: PerfConfig) -> None:
     if perf.threads < 0:
         raise ValueError(f"threads must be >= 0, got {perf.threads}")
     MemoryMode(perf.memory)
+    from webui.diffusion.speed import check_speed
+
+    check_speed(perf)
 
 
 def apply_global_perf(perf: PerfConfig) -> None:

@@ -31,9 +31,11 @@ from webui.diffusion.loading import ModelManager, PipelineSet
 from webui.diffusion.lora import apply_loras, lora_hashes_text, parse_lora_tags
 from webui.diffusion.noise import VariationSpec, batch_noise, inject_noise
 from webui.diffusion.perf import apply_perf, autocast_context, check_perf, resolve_device, resolve_dtype
+from webui.diffusion import speed
 from webui.diffusion.samplers import make_scheduler, schedule_type_of, split_sampler_name
 from webui.diffusion.hires import check_hires, generate_hires, infotext_params
 from webui.styles import StyleStore
+from webui.diffusion.hires import target_size as hires_target_size
 from webui.diffusion.types import (
     INPAINT_FILL_MODES,
     LATENT_UPSCALE,
@@ -177,6 +179,16 @@ class ImageService:
                 for pipes in self._manager.loaded():
                     apply_perf(pipes.txt2img, perf, device)
 
+    def speed_for(self, req: Txt2ImgRequest) -> PerfConfig:
+        """The perf settings for ``req``: the Settings' values with its speed overrides applied."""
+        overrides = dict(req.speed_overrides)
+        unknown = sorted(set(overrides) - set(speed.SPEED_FIELDS))
+        if unknown:
+            raise ValueError(f"speed override {unknown[0]!r} is not a speed setting; use {', '.join(speed.SPEED_FIELDS)}")
+        perf = dataclasses.replace(self._perf, **overrides) if overrides else self._perf
+        speed.check_speed(perf)
+        return perf
+
     # ------------------------------------------------------------------ validation
     def check_inputs(self, req: Txt2ImgRequest) -> None:
         """Raise ValueError naming the first bad value of ``req``."""
@@ -246,6 +258,7 @@ class ImageService:
             self.controlnet.check(req.controlnet_units, has_init_image=isinstance(req, Img2ImgRequest))
             if req.hires is not None and any(u.active for u in req.controlnet_units):
                 raise ValueError("ControlNet units with hires fix (enable_hr) are not supported yet: turn one of them off")
+        self.speed_for(req)  # ValueError names a bad speed override
 
     @staticmethod
     def _fill_mode(value: Any) -> str:
@@ -479,6 +492,10 @@ class ImageService:
             **(cn.kwargs if cn is not None else {}),  # control images, weights, guidance ranges
         )
         white = Image.new("L", (req.width, req.height), 255)
+        fast = self.speed_for(req)
+        size = self._largest_size(req)
+        speed.apply_speed(pipes.txt2img.unet, fast, pipes.device, *size)
+        speed.reset(pipes.txt2img.unet)
         with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype):
             if kind == "txt2img":
                 if req.hires is not None:
@@ -539,6 +556,13 @@ class ImageService:
         return torch.nn.functional.interpolate(latents, size=size, mode="bilinear", align_corners=False)
 
     @staticmethod
+    def _largest_size(req: Txt2ImgRequest) -> tuple[int, int]:
+        """The largest image the UNet will denoise for ``req`` (hires: the second pass)."""
+        if req.hires is not None and not isinstance(req, Img2ImgRequest):
+            return hires_target_size(req)[1]
+        return req.width, req.height
+
+    @staticmethod
     def _paste_back(generated: Image.Image, prepared: dict[str, Any]) -> Image.Image:
         """Keep unmasked pixels equal to the original (A1111 does this too)."""
         crop = prepared["crop"]
@@ -591,6 +615,7 @@ class ImageService:
             params["Masked content"] = fill if fill != "original" else None
             if req.invert_mask:
                 params["Mask mode"] = "Inpaint not masked"
+        params.update(speed.speed_infotext(self.speed_for(req), *self._largest_size(req)))
         params.update(infotext_params(req))
         params["Face restoration"] = self.face_restorer.name if req.restore_faces else None
         params["Lora hashes"] = lora_hashes_text(lora_hashes)

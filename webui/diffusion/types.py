@@ -55,6 +55,9 @@ class Txt2ImgRequest:
     hires: Optional[HiresFix] = None  # txt2img only: A1111's enable_hr (None = off)
     restore_faces: bool = False  # GFPGAN on every output (webui.upscale.faces)
     controlnet_units: tuple = ()  # webui.controlnet.units.ControlNetUnit, up to 3 enabled
+    # Speed settings for this request only (PerfConfig field -> value, see webui.diffusion.speed.SPEED_FIELDS);
+    # A1111's override_settings. Empty = the Settings tab's values.
+    speed_overrides: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,15 @@ def build(services: Services) -> None:
         memory = gr.Radio([m.value for m in MemoryMode], value=perf.memory.value, label="Memory (CPU offload)",
                           elem_id="settings_memory")
         threads = gr.Number(value=perf.threads, precision=0, label="CPU threads (0 = default)")
+    with gr.Row():
+        speed = gr.Radio(["off", "cache", "compile", "cache+compile"], value=perf.speed, elem_id="settings_speed",
+                         label="Speed (cache: DeepCache feature reuse; compile: torch.compile, slow first run)")
+        cache_interval = gr.Number(value=perf.cache_interval, precision=0, minimum=1, label="Cache interval (full UNet every N steps)")
+        cache_branch = gr.Number(value=perf.cache_branch, precision=0, minimum=0, label="Cache branch (0 = fastest)")
+        token_merging_ratio = gr.Slider(0.0, 0.75, value=perf.token_merging_ratio, step=0.05,
+                                        label="Token merging ratio (ToMe; 0 = off)", elem_id="settings_tome")
+        token_merging_min_side = gr.Number(value=perf.token_merging_min_side, precision=0, minimum=0,
+                                           label="Token merging from this image side (px)")
     apply = gr.Button("Apply settings", variant="primary", elem_id="settings_apply")
     status = gr.Markdown(elem_id="settings_status")
     with gr.Accordion("Doctor: this machine and the recommended settings", open=False, elem_id="settings_doctor"):
@@ -39,7 +48,9 @@ def build(services: Services) -> None:
 
     fields = {"device": device, "precision": precision, "attention": attention, "autocast": autocast, "tf32": tf32,
               "vae_slicing": vae_slicing, "vae_tiling": vae_tiling, "channels_last": channels_last,
-              "memory": memory, "threads": threads}
+              "memory": memory, "threads": threads, "speed": speed, "cache_interval": cache_interval,
+              "cache_branch": cache_branch, "token_merging_ratio": token_merging_ratio,
+              "token_merging_min_side": token_merging_min_side}
 
     def apply_settings(values: dict) -> str:
         from webui.diffusion.perf import resolve_device
@@ -48,6 +59,9 @@ def build(services: Services) -> None:
         named = dict(values)
         named["memory"] = MemoryMode(named["memory"])
         named["threads"] = int(named["threads"] or 0)
+        for name in ("cache_interval", "cache_branch", "token_merging_min_side"):
+            named[name] = int(named[name] or 0)
+        named["token_merging_ratio"] = float(named["token_merging_ratio"] or 0.0)
         new = PerfConfig(**named)
         problem = precision_problem(new, resolve_device(new).type)
         if problem:  # refused: the device would run this precision far slower than fp32
