@@ -86,11 +86,17 @@ def test_select_model_settings_interrupt(client, live_server):
     assert title in client.predict(title, api_name="/select_model")
     status = client.predict(device="cpu", precision="fp32", attention="sliced", autocast=False, tf32=True,
                             vae_slicing=True, vae_tiling=True, channels_last=False, memory="normal", threads=0,
-                            api_name="/settings")
+                            speed="cache", cache_interval=2, cache_branch=1, token_merging_ratio=0.3,
+                            token_merging_min_side=1024, api_name="/settings")
     assert "VAE tiling" in status and "attention sliced" in status and "PerfConfig" not in status
+    assert "speed cache (interval 2, branch 1)" in status and "token merging 0.3 from 1024 px" in status
     assert services.image.perf.attention == "sliced" and services.image.perf.vae_tiling
+    assert (services.image.perf.cache_interval, services.image.perf.cache_branch) == (2, 1)
+    assert services.image.perf.token_merging_ratio == 0.3
     client.predict(device="cpu", precision="fp32", attention="sdpa", autocast=False, tf32=True, vae_slicing=False,
-                   vae_tiling=False, channels_last=False, memory="normal", threads=0, api_name="/settings")
+                   vae_tiling=False, channels_last=False, memory="normal", threads=0, speed="off", cache_interval=3,
+                   cache_branch=0, token_merging_ratio=0.0, token_merging_min_side=1024, api_name="/settings")
+    assert services.image.perf.speed == "off"
     client.predict(api_name="/interrupt")
 
 

@@ -73,6 +73,11 @@ def describe_perf(perf: PerfConfig) -> str:
     parts = [f"device {perf.device}", f"precision {perf.precision}", f"attention {perf.attention}",
              f"memory {MemoryMode(perf.memory).value}", f"TF32 {'on' if perf.tf32 else 'off'}",
              f"CPU threads {perf.threads or 'default'}"]
+    from webui.diffusion.speed import speed_infotext
+
+    parts.append(f"speed {speed_infotext(perf, 0, 0).get('Speed', 'off')}")
+    if perf.token_merging_ratio:
+        parts.append(f"token merging {perf.token_merging_ratio:g} from {perf.token_merging_min_side} px")
     return ", ".join(parts) + (f"; on: {', '.join(on)}" if on else "")
 
 
