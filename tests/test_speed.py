@@ -165,3 +165,17 @@ def test_api_override_settings_speed(live_server):
     r = requests.post(f"{url}/sdapi/v1/txt2img", json={**body, "override_settings": {"speed": "warp"}},
                       auth=LOGIN, timeout=60)
     assert r.status_code == 422 and "warp" in r.text
+
+
+def test_compiled_artefacts_go_to_the_user_cache(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what torch writes there at start
+    speed._compile_options(torch.device("cpu"))
+    import os
+
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "sd-talking-studio" / "torchinductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # a user's own choice stays
+    speed._compile_options(torch.device("cpu"))
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

@@ -62,8 +62,13 @@ def tome_ratio_for(perf: Any, width: int, height: int) -> float:
 
 def _compile_options(device: torch.device) -> dict:
     import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+    # torch writes its temp-folder default into the variable when it starts; only a user's own value stays
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir())
+
     inductor_config.fx_graph_cache = True
     if device.type == "cpu":
         inductor_config.freezing = True  # weights become constants: folded and pre-packed
