@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -69,3 +70,21 @@ def live_server(tiny_models_dir, tmp_path_factory):
     yield f"http://127.0.0.1:{port}", services
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def slowed_unet(services, seconds: float = 0.05):
+    """Every UNet call of the loaded model also sleeps ``seconds``: a "long" job of the tiny test model
+    would otherwise end, on a fast or idle machine, before a test can look at it while it runs."""
+    image = services.image
+    image.load_model(image.current_model().title)
+
+    def pause(*_args):
+        time.sleep(seconds)
+
+    handles = [pipes.txt2img.unet.register_forward_pre_hook(pause) for pipes in image._manager.loaded()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.app_fixtures import BOB, LOGIN
+from tests.app_fixtures import BOB, LOGIN, slowed_unet
 from tests.test_browser import CHROMIUM, FLAGS, shot
 from tests.test_jobs_live import running_job, wait_for
 
@@ -60,6 +60,11 @@ def generate(page, prompt: str, steps: int, batch_count: int) -> None:
 
 def test_two_users_at_once(browser, live_server):
     url, services = live_server
+    with slowed_unet(services, 0.1):
+        _two_users_at_once(browser, url, services)
+
+
+def _two_users_at_once(browser, url, services):
     alice, bob = login(browser, url, LOGIN), login(browser, url, BOB)
 
     # alice starts a long batch; her live preview shows, bob's page shows nothing of it

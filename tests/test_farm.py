@@ -176,11 +176,12 @@ def test_the_job_progress_shows_the_workers_denoising_step(farm_services, monkey
     import webui.farm.dispatch as dispatch
 
     monkeypatch.setattr(dispatch, "PROGRESS_EVERY_S", 0.02)  # read it often, so a fast machine is caught too
-    job = farm_services.jobs.submit("txt2img", request("slow", 3, steps=80), owner="alice")
+    # 6 batches of 150 steps: long enough on an idle machine too for the head to read a worker's step
+    job = farm_services.jobs.submit("txt2img", request("slow", 3, steps=150, batch_count=6), owner="alice")
     seen = set()
     while not job.wait(0.05):
         p = job.progress()
-        if p["steps"] == 80 and 0 < p["step"] < 80:
+        if p["steps"] == 150 and 0 < p["step"] < 150:
             seen.add(p["step"])
     assert job.status.value == "done", job.error
     assert seen, "no step progress came back from the worker"

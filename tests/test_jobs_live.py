@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.app_fixtures import ADMIN, APPS, BOB, LOGIN
+from tests.app_fixtures import ADMIN, APPS, BOB, LOGIN, slowed_unet
 
 LONG = {"prompt": "a red circle", "steps": 4, "n_iter": 16, "width": 64, "height": 64, "seed": 1,
         "save_images": True}
@@ -51,6 +51,11 @@ def running_job(services, owner):
 
 def test_progress_interrupt_and_turns_are_per_user(live_server):
     url, services = live_server
+    with slowed_unet(services):
+        _per_user_progress_interrupt_and_turns(url, services)
+
+
+def _per_user_progress_interrupt_and_turns(url, services):
     a = start(url, LONG, LOGIN)
     a_job = running_job(services, LOGIN[0])
 
