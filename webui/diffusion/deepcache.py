@@ -143,6 +143,8 @@ class DeepCache:
     def set_compile(self, options: dict | None) -> None:
         """Compile every wrapped layer with ``torch.compile(**options)`` (None: run them eagerly)."""
         self.compile_options = options
+        if options is not None:
+            _allow_recompiles(self.layers)
         for layer in self.layers:
             layer.compiled = torch.compile(layer.plain, **options) if options is not None else None
 
@@ -172,6 +174,26 @@ class DeepCache:
         else:
             self.partial_steps += 1
         return None
+
+
+def _allow_recompiles(layers: list[_Layer]) -> None:
+    """Let dynamo keep one graph per wrapped layer.
+
+    Dynamo caches compiled graphs per code object: all of a UNet's resnets share
+    ``ResnetBlock2D.forward``, and each instance (its own shapes and, with freezing, its own constant
+    weights) needs a graph of its own. Past ``recompile_limit`` (8 by default; an SD1.5 UNet has 22
+    resnets) dynamo silently runs the rest eagerly, so the limit is raised to the largest number of
+    layers sharing one forward (with room for a second image size)."""
+    import torch._dynamo.config as dynamo_config
+
+    per_code: dict[type, int] = {}
+    for layer in layers:
+        per_code[type(layer.module)] = per_code.get(type(layer.module), 0) + 1
+    need = 2 * max(per_code.values(), default=0) + 8
+    if dynamo_config.recompile_limit < need:
+        dynamo_config.recompile_limit = need
+    if dynamo_config.accumulated_recompile_limit < 4 * need:
+        dynamo_config.accumulated_recompile_limit = 4 * need
 
 
 def check_params(unet: torch.nn.Module | None, interval: Any, branch: Any) -> None:
