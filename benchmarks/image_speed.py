@@ -140,11 +140,15 @@ def adherence(service, modes: list[str], n: int, speed: dict) -> dict:
 
 
 def table(title: str, result: dict) -> str:
+    """Medians per variant; "x plain" is the ratio of the medians, "paired" the median of the per-round
+    ratios (each against the plain image of the same round: robust when the load drifts)."""
     plain = result["plain diffusers"]["median_s"]
-    lines = [f"\n{title}", f"{'variant':<22}{'s/image':>9}{'img/min':>9}{'x plain':>9}{'first call s':>14}"]
+    plain_all = result["plain diffusers"]["all"]
+    lines = [f"\n{title}", f"{'variant':<22}{'s/image':>9}{'img/min':>9}{'x plain':>9}{'paired':>8}{'first call s':>14}"]
     for name, r in result.items():
+        paired = statistics.median(p / t for p, t in zip(plain_all, r["all"]))
         lines.append(f"{name:<22}{r['median_s']:>9.2f}{60 / r['median_s']:>9.2f}{plain / r['median_s']:>9.2f}"
-                     f"{r['first_s']:>14.1f}")
+                     f"{paired:>8.2f}{r['first_s']:>14.1f}")
     return "\n".join(lines)
 
 
