@@ -366,6 +366,50 @@ def test_control_changes_the_image_and_img2img_inpaint_run(service):
         service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(ControlNetUnit(model="nope", image=sketch()),), **FAST))
 
 
+def test_hires_fix_runs_the_units_again_at_the_hires_size(service, monkeypatch):
+    from diffusers import StableDiffusionControlNetImg2ImgPipeline
+
+    from webui.controlnet.run import ModeControlNet
+    from webui.diffusion.types import HiresFix
+
+    conds, calls = [], []
+    original_fwd = ModeControlNet.forward
+    original_call = StableDiffusionControlNetImg2ImgPipeline.__call__
+
+    def spy_fwd(self, sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale=1.0, **kw):
+        conds.append((tuple(controlnet_cond.shape[-2:]), tuple(sample.shape[-2:]), float(conditioning_scale)))
+        return original_fwd(self, sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale, **kw)
+
+    def spy_call(self, *args, **kwargs):
+        calls.append((self, kwargs))
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModeControlNet, "forward", spy_fwd)
+    monkeypatch.setattr(StableDiffusionControlNetImg2ImgPipeline, "__call__", spy_call)
+    unit = ControlNetUnit(module="invert", model="tiny-cn", weight=0.7, image=sketch(), guidance_end=0.5)
+    hires = HiresFix(hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=4, denoising_strength=1.0)
+    r = service.txt2img(Txt2ImgRequest(prompt="a triangle", seed=1, controlnet_units=(unit,), hires=hires, **FAST))
+    assert r.images[0].size == (2 * SIZE, 2 * SIZE)
+    (pipe, kwargs), = calls  # the second pass went through the ControlNet img2img pipeline
+    base = service._pipes(service.current_model(), None)
+    assert pipe.unet is base.txt2img.unet and pipe.vae is base.txt2img.vae  # over the shared components
+    hr_map = kwargs["control_image"][0]
+    assert hr_map.size == (2 * SIZE, 2 * SIZE)
+    on = arr(hr_map)[..., 0] > 127  # the inverted sketch, scaled 2x: strokes only where the triangle was drawn
+    assert on[28:102, 8:66].sum() > 80 and on[:, 72:].sum() == 0
+    assert kwargs["controlnet_conditioning_scale"] == [0.7] and kwargs["control_guidance_end"] == [0.5]
+    first = [c for c in conds if c[0] == (SIZE, SIZE)]
+    second = [c for c in conds if c[0] == (2 * SIZE, 2 * SIZE)]
+    assert first and second and len(first) + len(second) == len(conds)
+    assert all(c[1] == (2 * SIZE // 8, 2 * SIZE // 8) for c in second)  # the hires latents
+    # each pass keeps the unit's guidance range: weight 0.7 in the first half of its steps, then 0
+    for part in (first, second):
+        assert part[0][2] == pytest.approx(0.7) and part[-1][2] == 0.0
+    info = r.infotexts[0]
+    assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-cn [' in info
+    assert "Hires upscale: 2" in info and "Hires upscaler: Latent" in info
+
+
 # ------------------------------------------------------------------ the embedded ControlNet
 
 

@@ -67,10 +67,17 @@ class ControlNetEngine:
         nets = [self.manager.get(info, pipes.dtype, pipes.device, unet.config, pipes.model.name) for info in infos]
         return prepare(
             kind, pipes.txt2img.components, active, nets, [i.title for i in infos], width, height, guidance_scale,
-            fallback_image=fallback_image, inpaint_model=pipes.is_inpaint_model,
+            fallback_image=fallback_image, inpaint_model=pipes.is_inpaint_model, models_dir=self.models_dir,
         )
+
+    @staticmethod
+    def prepare_second_pass(call, pipes, width: int, height: int) -> Any:
+        """Hires fix: ``call``'s units again for the img2img pass at ``width`` x ``height`` (None without units)."""
+        from webui.controlnet.run import for_second_pass
+
+        return None if call is None else for_second_pass(call, pipes.txt2img.components, width, height)
 
     def detect(self, module: str, images: list, res: int = 512, a: float = -1, b: float = -1) -> list:
         from webui.controlnet.preprocess import run_module
 
-        return [run_module(module, img, res, a, b) for img in images]
+        return [run_module(module, img, res, a, b, models_dir=self.models_dir) for img in images]

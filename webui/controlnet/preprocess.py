@@ -182,8 +182,9 @@ def _resize_short_side(img: Image.Image, res: int) -> Image.Image:
     return img.resize(size, Image.LANCZOS if k < 1 else Image.BICUBIC)
 
 
-def run_module(name: str, image: Image.Image, res: int = 512, a: float = -1, b: float = -1) -> Image.Image:
-    """The control map of ``image`` for module ``name``, computed at ``res`` pixels on the short side."""
+def run_module(name: str, image: Image.Image, res: int = 512, a: float = -1, b: float = -1, models_dir=None) -> Image.Image:
+    """The control map of ``image`` for module ``name``, computed at ``res`` pixels on the short side
+    (``models_dir``: where the modules that load a model look for it)."""
     m = get_module(name)
     if m.needs:
         raise ValueError(

@@ -67,11 +67,13 @@ class ControlNetCall:
     units: list = field(default_factory=list)  # the enabled units, in order
     control_images: list = field(default_factory=list)  # the control maps given to diffusers
     titles: list = field(default_factory=list)  # ControlNet model titles, for infotext
+    detected: list = field(default_factory=list)  # the preprocessed maps before fitting to the size
+    controlnet: Any = None  # the MultiControlNetModel of the units' (mode-wrapped) ControlNets
 
 
-def control_image(unit: ControlNetUnit, width: int, height: int, fallback=None):
-    """The unit's control map at the generation size (preprocessed, then fitted by its resize mode)."""
-    from webui.controlnet.preprocess import resize_control, run_module
+def detect_unit(unit: ControlNetUnit, width: int, height: int, fallback=None, models_dir=None):
+    """The unit's preprocessed map (its module on its image, or on ``fallback``, the init image)."""
+    from webui.controlnet.preprocess import run_module
 
     image = unit.image if unit.image is not None else fallback
     if image is None:
@@ -79,8 +81,14 @@ def control_image(unit: ControlNetUnit, width: int, height: int, fallback=None):
     res = unit.processor_res
     if unit.pixel_perfect:
         res = pixel_perfect_resolution(image.size, width, height, unit.resize_mode)
-    detected = run_module(unit.module, image, res, unit.threshold_a, unit.threshold_b)
-    return resize_control(detected, width, height, unit.resize_mode)
+    return run_module(unit.module, image, res, unit.threshold_a, unit.threshold_b, models_dir=models_dir)
+
+
+def control_image(unit: ControlNetUnit, width: int, height: int, fallback=None, models_dir=None):
+    """The unit's control map at the generation size (preprocessed, then fitted by its resize mode)."""
+    from webui.controlnet.preprocess import resize_control
+
+    return resize_control(detect_unit(unit, width, height, fallback, models_dir), width, height, unit.resize_mode)
 
 
 def build_pipeline(kind: str, components: dict, controlnet, inpaint_model: bool = False):
@@ -104,8 +112,25 @@ def build_pipeline(kind: str, components: dict, controlnet, inpaint_model: bool 
     return pipe
 
 
+def _call(kind: str, components: dict, multi, units: list, titles: list, detected: list, width: int, height: int,
+          inpaint_model: bool) -> ControlNetCall:
+    from webui.controlnet.preprocess import resize_control
+
+    pipe = build_pipeline(kind, components, multi, inpaint_model)
+    images = [resize_control(d, width, height, u.resize_mode) for u, d in zip(units, detected)]
+    kwargs = {
+        "image" if kind == "txt2img" and not inpaint_model else "control_image": images,
+        "controlnet_conditioning_scale": [float(u.weight) for u in units],
+        "control_guidance_start": [float(u.guidance_start) for u in units],
+        "control_guidance_end": [float(u.guidance_end) for u in units],
+        "guess_mode": False,
+    }
+    return ControlNetCall(pipe=pipe, kwargs=kwargs, units=list(units), control_images=images, titles=list(titles),
+                          detected=list(detected), controlnet=multi)
+
+
 def prepare(kind: str, components: dict, units: list, nets: list, titles: list, width: int, height: int,
-            guidance_scale: float, fallback_image=None, inpaint_model: bool = False) -> ControlNetCall:
+            guidance_scale: float, fallback_image=None, inpaint_model: bool = False, models_dir=None) -> ControlNetCall:
     """The pipeline and keyword arguments for the enabled ``units`` (with their loaded ``nets``)."""
     from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
@@ -116,17 +141,15 @@ def prepare(kind: str, components: dict, units: list, nets: list, titles: list, 
         w = ModeControlNet(net, unit.control_mode)
         w.cfg_batch = guidance_scale > 1.0
         wrapped.append(w)
-    multi = MultiControlNetModel(wrapped)
-    pipe = build_pipeline(kind, components, multi, inpaint_model)
-    images = [control_image(u, width, height, fallback_image) for u in units]
-    kwargs = {
-        "image" if kind == "txt2img" and not inpaint_model else "control_image": images,
-        "controlnet_conditioning_scale": [float(u.weight) for u in units],
-        "control_guidance_start": [float(u.guidance_start) for u in units],
-        "control_guidance_end": [float(u.guidance_end) for u in units],
-        "guess_mode": False,
-    }
-    return ControlNetCall(pipe=pipe, kwargs=kwargs, units=list(units), control_images=images, titles=list(titles))
+    detected = [detect_unit(u, width, height, fallback_image, models_dir) for u in units]
+    return _call(kind, components, MultiControlNetModel(wrapped), units, titles, detected, width, height, inpaint_model)
+
+
+def for_second_pass(call: ControlNetCall, components: dict, width: int, height: int) -> ControlNetCall:
+    """The same units for hires fix's img2img pass at ``width`` x ``height``: the preprocessed maps
+    fitted again (each unit's resize mode), the same ControlNets, weights and guidance ranges, an
+    img2img ControlNet pipeline over the same components (the extension's hires behaviour)."""
+    return _call("img2img", components, call.controlnet, call.units, call.titles, call.detected, width, height, False)
 
 
 def infotext_params(call: ControlNetCall) -> dict:

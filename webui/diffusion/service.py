@@ -256,8 +256,6 @@ class ImageService:
             self.face_restorer.check_available()
         if req.controlnet_units:
             self.controlnet.check(req.controlnet_units, has_init_image=isinstance(req, Img2ImgRequest))
-            if req.hires is not None and any(u.active for u in req.controlnet_units):
-                raise ValueError("ControlNet units with hires fix (enable_hr) are not supported yet: turn one of them off")
         self.speed_for(req)  # ValueError names a bad speed override
 
     @staticmethod
@@ -407,8 +405,10 @@ class ImageService:
                     kind, pipes, req.controlnet_units, req.width, req.height, req.cfg_scale,
                     fallback_image=prepared.get("image", prepared.get("work_image")),
                 ) if req.controlnet_units else None
+                cn_hr = self.controlnet.prepare_second_pass(cn, pipes, *hires_target_size(req)[1]) \
+                    if kind == "txt2img" and req.hires is not None else None
                 batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback,
-                                              batch_subseeds, cn=cn)
+                                              batch_subseeds, cn=cn, cn_hr=cn_hr)
                 if req.restore_faces:
                     batch_images = [self.face_restorer.restore(im) for im in batch_images]
             stopped = control.cancelled()
@@ -470,8 +470,8 @@ class ImageService:
         """diffusers runs int(steps * strength) steps; make sure that is at least one."""
         return steps if steps * strength >= 1 else int(np.ceil(1.0 / strength))
 
-    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None, cn=None
-                  ) -> list[Image.Image]:
+    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None, cn=None,
+                  cn_hr=None) -> list[Image.Image]:
         variation = self._variation(req)
         noise = None
         if variation.active:  # A1111 "Extra" seed options: the service draws the initial noise itself
@@ -500,7 +500,8 @@ class ImageService:
             if kind == "txt2img":
                 if req.hires is not None:
                     set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
-                    return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for)
+                    return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for,
+                                          controlnet=(cn, cn_hr))
                 if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
                     pipe = self._with_sampler(cn.pipe if cn else pipes.inpaint, pipes, req.sampler, noise)
                     blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))
