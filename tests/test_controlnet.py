@@ -410,6 +410,35 @@ def test_hires_fix_runs_the_units_again_at_the_hires_size(service, monkeypatch):
     assert "Hires upscale: 2" in info and "Hires upscaler: Latent" in info
 
 
+def test_only_masked_inpainting_crops_the_control_map_like_the_picture(service, monkeypatch):
+    from diffusers import StableDiffusionControlNetInpaintPipeline
+
+    from webui.diffusion.images import RESAMPLE
+
+    calls = []
+    original_call = StableDiffusionControlNetInpaintPipeline.__call__
+
+    def spy_call(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionControlNetInpaintPipeline, "__call__", spy_call)
+    rng = np.random.default_rng(0)
+    src = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    control = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    mask = Image.new("L", (128, 128), 0)
+    ImageDraw.Draw(mask).rectangle([40, 44, 71, 67], fill=255)  # 32x24, padded by 8 -> 48x40, widened to 48x48
+    units = (ControlNetUnit(model="tiny-cn", image=control), ControlNetUnit(model="tiny-cn-b"))
+    service.inpaint(InpaintRequest(prompt="x", seed=2, image=src, mask=mask, mask_blur=0, inpaint_full_res=True,
+                                   inpaint_full_res_padding=8, controlnet_units=units, **FAST))
+    kwargs, = calls
+    box = (32, 32, 80, 80)
+    own, fallback = (arr(m) for m in kwargs["control_image"])
+    assert np.abs(own - arr(control.crop(box).resize((SIZE, SIZE), RESAMPLE))).max() <= 1  # the unit's image, cut
+    assert np.abs(fallback - arr(src.crop(box).resize((SIZE, SIZE), RESAMPLE))).max() <= 1  # the cropped init image
+    assert np.abs(own - arr(control.resize((SIZE, SIZE), RESAMPLE))).mean() > 20  # not the whole map shrunk
+
+
 # ------------------------------------------------------------------ the embedded ControlNet
 
 

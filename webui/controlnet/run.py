@@ -91,6 +91,25 @@ def control_image(unit: ControlNetUnit, width: int, height: int, fallback=None, 
     return resize_control(detect_unit(unit, width, height, fallback, models_dir), width, height, unit.resize_mode)
 
 
+def crop_unit_images(units, box: tuple, full_size: tuple, width: int, height: int) -> list:
+    """"Only masked" inpainting: each unit's own image fitted to the picture's ``full_size`` by the
+    unit's resize mode, cut with the same crop ``box`` and resized to ``width`` x ``height`` (the
+    extension's ``Resize and Fill``), as the picture itself is. Units without an image are kept: they
+    use the cropped init image."""
+    from dataclasses import replace
+
+    from webui.controlnet.units import RESIZE_MODES
+    from webui.diffusion.images import resize_image
+
+    out = []
+    for u in units:
+        if u.image is not None:
+            fitted = resize_image(u.image.convert("RGB"), *full_size, RESIZE_MODES.index(u.resize_mode))
+            u = replace(u, image=resize_image(fitted.crop(box), width, height, 2))
+        out.append(u)
+    return out
+
+
 def build_pipeline(kind: str, components: dict, controlnet, inpaint_model: bool = False):
     """A ControlNet pipeline for ``kind`` over ``components`` (the base pipeline's, shared)."""
     from diffusers import (

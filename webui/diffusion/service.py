@@ -402,7 +402,7 @@ class ImageService:
                 lora_hashes = apply_loras(pipes.txt2img, pipes.loras, Path(self.config.paths.lora_dir), loras)
                 callback = self._make_callback(pipes, b, req.batch_count, control)
                 cn = self.controlnet.prepare(
-                    kind, pipes, req.controlnet_units, req.width, req.height, req.cfg_scale,
+                    kind, pipes, self._units_for(req, prepared), req.width, req.height, req.cfg_scale,
                     fallback_image=prepared.get("image", prepared.get("work_image")),
                 ) if req.controlnet_units else None
                 cn_hr = self.controlnet.prepare_second_pass(cn, pipes, *hires_target_size(req)[1]) \
@@ -429,6 +429,16 @@ class ImageService:
                 break
         return ImageResult(images=images, seeds=out_seeds, infotexts=infotexts, paths=paths, interrupted=interrupted,
                            subseeds=out_subseeds)
+
+    @staticmethod
+    def _units_for(req: Txt2ImgRequest, prepared: dict[str, Any]) -> tuple:
+        """The ControlNet units of ``req``; with "Only masked" inpainting their images cut like the picture."""
+        if prepared.get("crop") is None:
+            return tuple(req.controlnet_units)
+        from webui.controlnet.run import crop_unit_images
+
+        return tuple(crop_unit_images(req.controlnet_units, prepared["crop"], prepared["original"].size,
+                                      req.width, req.height))
 
     def _prepare_inputs(self, kind: str, req: Txt2ImgRequest) -> dict[str, Any]:
         w, h = req.width, req.height
