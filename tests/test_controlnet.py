@@ -200,11 +200,104 @@ def test_tile_blur_shuffle(scene):
     assert all(min(abs(c[0] - 220) + abs(c[1] - 30), abs(c[0] - 255) + abs(c[1] - 255)) < 260 for c in colours)
 
 
-def test_unavailable_depth_names_the_file():
-    with pytest.raises(ValueError, match=r"dpt_hybrid-midas-501f0c75\.pt.*models/ControlNet/annotator/midas/"):
-        run_module("depth_midas", Image.new("RGB", (64, 64)))
+def test_unavailable_modules_name_the_file(tmp_path):
+    from webui.controlnet.depth import Annotators
+
+    with pytest.raises(ValueError, match=r"scannet\.pt.*models/ControlNet/annotator/normal_bae/"):
+        run_module("normal_bae", Image.new("RGB", (64, 64)))
+    with pytest.raises(ValueError, match=r"depth_midas.*transformers depth-estimation model folder.*Intel/dpt-hybrid-midas.*"
+                                         r"models/ControlNet/annotators/depth_midas/"):
+        run_module("depth_midas", Image.new("RGB", (64, 64)), annotators=Annotators(tmp_path))
     with pytest.raises(ValueError, match="Unknown ControlNet module 'nope'"):
         get_module("nope")
+
+
+def tiny_dpt(folder: Path, seed: int = 0):
+    """A tiny random ViT DPT (the MiDaS architecture family) saved as a Hugging Face folder."""
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    torch.manual_seed(seed)
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3], num_attention_heads=2,
+                       intermediate_size=37, image_size=64, patch_size=16, neck_hidden_sizes=[8, 16, 32, 32],
+                       fusion_hidden_size=16, is_hybrid=False, head_in_index=-1)
+    model = DPTForDepthEstimation(config).eval()
+    model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({  # Intel/dpt-hybrid-midas's numbers
+        "image_processor_type": "DPTImageProcessor", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "size": {"height": 384, "width": 384}, "keep_aspect_ratio": False, "ensure_multiple_of": 1}))
+    return model
+
+
+def tiny_depth_anything(folder: Path, seed: int = 0):
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, patch_size=14,
+                            image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False)
+    model = DepthAnythingForDepthEstimation(DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+        head_hidden_size=8, patch_size=14)).eval()
+    model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "size": {"height": 70, "width": 70},
+        "keep_aspect_ratio": True, "ensure_multiple_of": 14}))
+    return model
+
+
+def test_depth_modules_read_transformers_folders_offline(tmp_path, scene):
+    from transformers import DPTImageProcessorPil
+
+    from webui.api_controlnet import module_detail
+    from webui.controlnet.depth import Annotators
+    from webui.controlnet.preprocess import module_label
+
+    annotators = Annotators(tmp_path)
+    assert "needs" in module_detail(annotators)["depth_midas"] and "(needs" in module_label(get_module("depth_midas"), annotators)
+    model = tiny_dpt(tmp_path / "ControlNet" / "annotators" / "depth_midas")
+    tiny_depth_anything(tmp_path / "ControlNet" / "annotators" / "depth_anything_v2")
+    detail = module_detail(annotators)
+    assert "needs" not in detail["depth_midas"] and not detail["depth_midas"]["model_free"]
+    assert module_label(get_module("normal_midas"), annotators) == "normal_midas"
+    assert "needs" in detail["depth_anything"]  # its own folder is still empty
+
+    img, _ = scene
+    small = img.resize((64, 64))
+    got = arr(run_module("depth_midas", small, 64, annotators=annotators))
+    assert got.shape == (64, 64, 3) and (got[..., 0] == got[..., 2]).all()  # grey
+    assert got.min() == 0 and got.max() == 255  # scaled to the full range
+    # the same numbers as transformers' own DPT preprocessing and forward pass, scaled 0-255
+    pixels = DPTImageProcessorPil(size={"height": 64, "width": 64}, keep_aspect_ratio=False, image_mean=[0.5] * 3,
+                                  image_std=[0.5] * 3)(images=small, return_tensors="pt").pixel_values
+    with torch.no_grad():
+        ref = model(pixel_values=pixels).predicted_depth[0].numpy()
+    ref = (ref - ref.min()) / (ref.max() - ref.min()) * 255
+    assert np.abs(got[..., 0] - ref).max() <= 2
+    wide = run_module("depth_midas", img.resize((128, 64)), 64, annotators=annotators)  # square DPT grid, map at 128x64
+    assert wide.size == (128, 64)
+    normal = arr(run_module("normal_midas", small, 64, annotators=annotators))
+    assert normal.shape == (64, 64, 3) and (normal[..., 0] >= 127).all()  # z (first channel) always faces the viewer
+    anything = run_module("depth_anything_v2", img.resize((96, 64)), annotators=annotators)  # its own 70 px short side
+    assert anything.size == (96, 64) and arr(anything).max() == 255
+
+
+def test_normal_from_depth_follows_the_extension():
+    from webui.controlnet.depth import normal_from_depth
+
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    dome = np.clip(900 - (xx - 32) ** 2 - (yy - 32) ** 2, 0, None) / 9  # near (large) in the middle, 0 around
+    n = normal_from_depth(dome, bg_threshold=0.1).astype(int)
+    assert tuple(n[2, 2]) == (255, 127, 127)  # background: x, y zeroed -> (z, y, x) = (1, 0, 0)
+    assert n[32, 20, 2] > 160 and n[32, 44, 2] < 95  # x (last channel): the depth rises to the right, then falls
+    assert n[20, 32, 1] > 160 and n[44, 32, 1] < 95  # y (middle channel): downwards in image rows
+    assert abs(n[32, 20, 1] - 127) <= 1 and abs(n[20, 32, 2] - 127) <= 1
+    strict = normal_from_depth(dome, bg_threshold=0.9).astype(int)
+    assert tuple(strict[32, 20]) == (255, 127, 127)  # a higher threshold counts more of the dome as background
+
+
+def test_a_unit_with_a_missing_depth_model_is_refused_naming_the_folder(service):
+    unit = ControlNetUnit(module="depth_anything", model="tiny-cn", image=sketch())
+    with pytest.raises(ValueError, match=r"unit 0: module 'depth_anything' needs .*models/ControlNet/annotators/depth_anything/"):
+        service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(unit,), **FAST))
 
 
 def test_openpose_drawing_convention():

@@ -71,7 +71,7 @@ class ControlNetCall:
     controlnet: Any = None  # the MultiControlNetModel of the units' (mode-wrapped) ControlNets
 
 
-def detect_unit(unit: ControlNetUnit, width: int, height: int, fallback=None, models_dir=None):
+def detect_unit(unit: ControlNetUnit, width: int, height: int, fallback=None, annotators=None):
     """The unit's preprocessed map (its module on its image, or on ``fallback``, the init image)."""
     from webui.controlnet.preprocess import run_module
 
@@ -81,14 +81,7 @@ def detect_unit(unit: ControlNetUnit, width: int, height: int, fallback=None, mo
     res = unit.processor_res
     if unit.pixel_perfect:
         res = pixel_perfect_resolution(image.size, width, height, unit.resize_mode)
-    return run_module(unit.module, image, res, unit.threshold_a, unit.threshold_b, models_dir=models_dir)
-
-
-def control_image(unit: ControlNetUnit, width: int, height: int, fallback=None, models_dir=None):
-    """The unit's control map at the generation size (preprocessed, then fitted by its resize mode)."""
-    from webui.controlnet.preprocess import resize_control
-
-    return resize_control(detect_unit(unit, width, height, fallback, models_dir), width, height, unit.resize_mode)
+    return run_module(unit.module, image, res, unit.threshold_a, unit.threshold_b, annotators=annotators)
 
 
 def crop_unit_images(units, box: tuple, full_size: tuple, width: int, height: int) -> list:
@@ -149,7 +142,7 @@ def _call(kind: str, components: dict, multi, units: list, titles: list, detecte
 
 
 def prepare(kind: str, components: dict, units: list, nets: list, titles: list, width: int, height: int,
-            guidance_scale: float, fallback_image=None, inpaint_model: bool = False, models_dir=None) -> ControlNetCall:
+            guidance_scale: float, fallback_image=None, inpaint_model: bool = False, annotators=None) -> ControlNetCall:
     """The pipeline and keyword arguments for the enabled ``units`` (with their loaded ``nets``)."""
     from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
@@ -160,7 +153,7 @@ def prepare(kind: str, components: dict, units: list, nets: list, titles: list, 
         w = ModeControlNet(net, unit.control_mode)
         w.cfg_batch = guidance_scale > 1.0
         wrapped.append(w)
-    detected = [detect_unit(u, width, height, fallback_image, models_dir) for u in units]
+    detected = [detect_unit(u, width, height, fallback_image, annotators) for u in units]
     return _call(kind, components, MultiControlNetModel(wrapped), units, titles, detected, width, height, inpaint_model)
 
 
