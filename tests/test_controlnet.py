@@ -402,20 +402,22 @@ def test_two_units_weights_and_guidance_reach_diffusers(service, monkeypatch):
     from diffusers import StableDiffusionControlNetPipeline
     from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
-    calls, scales = [], []
+    from webui.controlnet.run import ModeControlNet
+
+    calls, flat = [], []
     original_call = StableDiffusionControlNetPipeline.__call__
-    original_fwd = MultiControlNetModel.forward
+    original_fwd = ModeControlNet.forward
 
     def spy_call(self, *args, **kwargs):
         calls.append((self, kwargs))
         return original_call(self, *args, **kwargs)
 
     def spy_fwd(self, *args, **kwargs):
-        scales.append([float(s) for s in kwargs["conditioning_scale"]])
+        flat.append(float(kwargs["conditioning_scale"]))
         return original_fwd(self, *args, **kwargs)
 
     monkeypatch.setattr(StableDiffusionControlNetPipeline, "__call__", spy_call)
-    monkeypatch.setattr(MultiControlNetModel, "forward", spy_fwd)
+    monkeypatch.setattr(ModeControlNet, "forward", spy_fwd)
     units = (
         ControlNetUnit(module="invert", model="tiny-cn", weight=0.8, image=sketch(), guidance_start=0.0, guidance_end=0.5),
         ControlNetUnit(enabled=False, model="tiny-cn-b", image=sketch()),
@@ -433,6 +435,8 @@ def test_two_units_weights_and_guidance_reach_diffusers(service, monkeypatch):
     on = control[..., 0] > 127  # inverted sketch: white strokes on black, where the triangle was drawn
     assert on[14:51, 4:33].sum() > 40 and on[:, 36:].sum() == 0 and on[:12].sum() == 0
     # the guidance ranges as diffusers applies them: unit 0 in the first half of the steps, unit 1 in the second
+    scales = [flat[i : i + 2] for i in range(0, len(flat), 2)]  # per step: [unit 0, unit 1]
+    assert isinstance(pipe.controlnet, MultiControlNetModel)
     assert scales[0] == [0.8, 0.0] and scales[-1] == [0.0, 1.3] and len(scales) == 4
     info = r.infotexts[0]
     assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-cn [' in info
@@ -530,6 +534,85 @@ def test_only_masked_inpainting_crops_the_control_map_like_the_picture(service, 
     assert np.abs(own - arr(control.crop(box).resize((SIZE, SIZE), RESAMPLE))).max() <= 1  # the unit's image, cut
     assert np.abs(fallback - arr(src.crop(box).resize((SIZE, SIZE), RESAMPLE))).max() <= 1  # the cropped init image
     assert np.abs(own - arr(control.resize((SIZE, SIZE), RESAMPLE))).mean() > 20  # not the whole map shrunk
+
+
+def tiny_adapter(folder: Path, adapter_type: str = "full_adapter", seed: int = 0):
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(seed)
+    adapter = T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=8, adapter_type=adapter_type)
+    adapter.save_pretrained(folder)
+    return adapter
+
+
+def test_t2i_adapter_units_feed_the_unet_inside_their_guidance_range(service, cn_models_dir, monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    models, _ = cn_models_dir
+    adapter = tiny_adapter(models / "ControlNet" / "tiny-adapter")
+    try:
+        found = {m.name: m for m in service.controlnet.list_models()}
+        assert found["tiny-adapter"].kind == "t2i-adapter" and found["tiny-cn"].kind == "diffusers"
+        seen = []
+        original = UNet2DConditionModel.forward
+
+        def spy(self, sample, *args, **kwargs):
+            intra = kwargs.get("down_intrablock_additional_residuals")
+            seen.append(([t.clone() for t in intra] if intra is not None else None,
+                         kwargs.get("down_block_additional_residuals") is not None))
+            return original(self, sample, *args, **kwargs)
+
+        monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
+        unit = ControlNetUnit(module="invert", model="tiny-adapter", weight=0.5, image=sketch(), guidance_end=0.5)
+        plain = service.txt2img(Txt2ImgRequest(prompt="x", seed=2, **FAST))
+        seen.clear()
+        r = service.txt2img(Txt2ImgRequest(prompt="x", seed=2, controlnet_units=(unit,), **FAST))
+        assert [s[0] is not None for s in seen] == [True, True, False, False]  # steps 1-2 of 4: guidance_end 0.5
+        assert not any(s[1] for s in seen)  # an adapter alone adds no ControlNet residuals
+        control = torch.from_numpy(255 - arr(sketch())).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            want = [f * 0.5 for f in adapter(control)]
+        got = seen[0][0]
+        assert [tuple(t.shape) for t in got] == [(2, 32, 8, 8), (2, 64, 4, 4)]  # both CFG halves, the UNet's blocks
+        assert all(torch.allclose(g[1:], w, atol=1e-5) and torch.allclose(g[:1], w, atol=1e-5) for g, w in zip(got, want))
+        assert np.abs(arr(plain.images[0]) - arr(r.images[0])).mean() > 0.5
+        assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-adapter [' in r.infotexts[0]
+
+        # img2img: an adapter beside a ControlNet; "ControlNet is more important" keeps the adapter off the uncond half
+        seen.clear()
+        both = (ControlNetUnit(module="canny", model="tiny-cn"),
+                ControlNetUnit(module="invert", model="tiny-adapter", image=sketch(), control_mode="ControlNet is more important"))
+        src = Image.new("RGB", (SIZE, SIZE), (30, 160, 60))
+        r = service.img2img(Img2ImgRequest(prompt="x", seed=2, image=src, denoising_strength=1.0, controlnet_units=both, **FAST))
+        assert r.images[0].size == (SIZE, SIZE) and len(seen) == 4
+        assert all(s[0] is not None and s[1] for s in seen)  # both kinds of control reach the UNet
+        intra = seen[0][0]
+        assert all(t[0].abs().max() == 0 and t[1].abs().max() > 0 for t in intra)
+        assert torch.allclose(intra[1][1], want[1] * 2, atol=1e-5)
+        assert torch.allclose(intra[0][1], want[0] * 2 * 0.825, atol=1e-5)  # soft injection, the deepest feature at 1
+    finally:
+        import shutil
+
+        shutil.rmtree(models / "ControlNet" / "tiny-adapter")
+
+
+def test_sdxl_adapter_on_sd15_is_refused_naming_both(service, cn_models_dir):
+    models, _ = cn_models_dir
+    sd15 = type("C", (), {"cross_attention_dim": 768, "block_out_channels": (320, 640, 1280, 1280)})
+    with pytest.raises(ValueError, match=r"t2i_xl.*full_adapter_xl.*SDXL.*realistic.*SD1\.x"):
+        cn_models.check_adapter_pairing("t2i_xl", {"adapter_type": "full_adapter_xl", "channels": [320, 640, 1280]}, sd15, "realistic")
+    with pytest.raises(ValueError, match=r"t2i_small.*\[32, 64\].*\[320, 640, 1280, 1280\]"):
+        cn_models.check_adapter_pairing("t2i_small", {"adapter_type": "full_adapter", "channels": [32, 64]}, sd15, "realistic")
+    cn_models.check_adapter_pairing("t2i_sd15", {"adapter_type": "full_adapter", "channels": [320, 640, 1280, 1280]}, sd15, "m")
+    tiny_adapter(models / "ControlNet" / "tiny-adapter-xl", adapter_type="full_adapter_xl")
+    try:
+        unit = ControlNetUnit(model="tiny-adapter-xl", image=sketch())
+        with pytest.raises(ValueError, match=r"tiny-adapter-xl.*SDXL.*tiny-sd"):
+            service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(unit,), **FAST))
+    finally:
+        import shutil
+
+        shutil.rmtree(models / "ControlNet" / "tiny-adapter-xl")
 
 
 # ------------------------------------------------------------------ the embedded ControlNet

@@ -10,6 +10,7 @@ value.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import logging
@@ -506,7 +507,8 @@ class ImageService:
         size = self._largest_size(req)
         speed.apply_speed(pipes.txt2img.unet, fast, pipes.device, *size)
         speed.reset(pipes.txt2img.unet)
-        with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype):
+        adapters = cn.hooked(pipes.txt2img.unet) if cn is not None else contextlib.nullcontext()  # T2I-Adapter units
+        with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype), adapters:
             if kind == "txt2img":
                 if req.hires is not None:
                     set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
