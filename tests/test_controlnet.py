@@ -596,6 +596,34 @@ def test_t2i_adapter_units_feed_the_unet_inside_their_guidance_range(service, cn
         shutil.rmtree(models / "ControlNet" / "tiny-adapter")
 
 
+def test_original_layout_adapter_file_loads_as_a_t2i_adapter(tmp_path):
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(3)
+    ref = T2IAdapter(in_channels=1, channels=[32, 64], num_res_blocks=2, downscale_factor=8)  # a grey (sketch) adapter
+    sd = ref.state_dict()
+    original = {"conv_in.weight": sd["adapter.conv_in.weight"], "conv_in.bias": sd["adapter.conv_in.bias"]}
+    for level in range(2):  # TencentARC's flat body list: body.<level * 2 + j>
+        for j in range(2):
+            for part in ("block1", "block2"):
+                for p in ("weight", "bias"):
+                    original[f"body.{level * 2 + j}.{part}.{p}"] = sd[f"adapter.body.{level}.resnets.{j}.{part}.{p}"]
+    for p in ("weight", "bias"):
+        original[f"body.2.in_conv.{p}"] = sd[f"adapter.body.1.in_conv.{p}"]
+    (tmp_path / "ControlNet").mkdir()
+    torch.save(original, tmp_path / "ControlNet" / "t2iadapter_tiny_sd14v1.pth")
+    info, = cn_models.scan_controlnets(tmp_path)
+    assert info.kind == "single-file"
+    unet_config = type("C", (), {"cross_attention_dim": 32, "block_out_channels": (32, 64)})
+    model = cn_models.load_controlnet(info, torch.float32, torch.device("cpu"), unet_config, "tiny-sd")
+    assert isinstance(model, T2IAdapter) and model.config.in_channels == 1 and list(model.config.channels) == [32, 64]
+    got = model.state_dict()
+    assert set(got) == set(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
+    sd15 = type("C", (), {"cross_attention_dim": 768, "block_out_channels": (320, 640, 1280, 1280)})
+    with pytest.raises(ValueError, match=r"t2iadapter_tiny_sd14v1.*channels \[32, 64\]"):
+        cn_models.load_controlnet(info, torch.float32, torch.device("cpu"), sd15, "realistic")
+
+
 def test_sdxl_adapter_on_sd15_is_refused_naming_both(service, cn_models_dir):
     models, _ = cn_models_dir
     sd15 = type("C", (), {"cross_attention_dim": 768, "block_out_channels": (320, 640, 1280, 1280)})

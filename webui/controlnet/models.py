@@ -2,6 +2,7 @@
 
 - diffusers folders: a ``config.json`` whose ``_class_name`` is ``ControlNetModel`` (+ weights), or
   ``T2IAdapter`` (a T2I-Adapter, kind ``t2i-adapter``; its ``adapter_type`` says SD1.x/2.x or SDXL);
+- T2I-Adapter single files in TencentARC's layout (``t2iadapter_*_sd14v1.pth``, see ``adapter_file``);
 - single files (``.safetensors`` / ``.pth`` / ``.pt`` / ``.ckpt``) in the original
   ``control_v11p_sd15_*`` layout (``input_blocks.*``, ``input_hint_block.*``, ``zero_convs.*``,
   optionally under ``control_model.``) or diffusers' key layout, loaded with
@@ -175,7 +176,13 @@ def load_controlnet(info: ControlNetInfo, dtype, device, unet_config, model_name
         check_pairing(info.name, conf.get("cross_attention_dim"), (conf.get("block_out_channels") or [None])[0], unet_config, model_name)
         model = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
     else:
+        from webui.controlnet.adapter_file import adapter_from_original, is_original_adapter
+
         state = _read_state(path)
+        if is_original_adapter(state):  # t2iadapter_*_sd14v1.pth (TencentARC's layout)
+            model = adapter_from_original(state, path.name)
+            check_adapter_pairing(info.name, dict(model.config), unet_config, model_name)
+            return model.to(device=device, dtype=dtype).eval()
         facts = single_file_facts(state)
         check_pairing(info.name, facts["cross_attention_dim"], facts["channels"], unet_config, model_name)
         config = config_dir_for(path)
