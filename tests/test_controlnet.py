@@ -205,8 +205,8 @@ def test_unavailable_modules_name_the_file(tmp_path):
 
     with pytest.raises(ValueError, match=r"scannet\.pt.*models/ControlNet/annotator/normal_bae/"):
         run_module("normal_bae", Image.new("RGB", (64, 64)))
-    with pytest.raises(ValueError, match=r"depth_midas.*transformers depth-estimation model folder.*Intel/dpt-hybrid-midas.*"
-                                         r"models/ControlNet/annotators/depth_midas/"):
+    with pytest.raises(ValueError, match=r"depth_midas.*transformers depth model, e\.g\. Intel/dpt-hybrid-midas, in "
+                                         r"models/ControlNet/annotators/depth_midas/.*config\.json.*looked in"):
         run_module("depth_midas", Image.new("RGB", (64, 64)), annotators=Annotators(tmp_path))
     with pytest.raises(ValueError, match="Unknown ControlNet module 'nope'"):
         get_module("nope")
@@ -278,6 +278,25 @@ def test_depth_modules_read_transformers_folders_offline(tmp_path, scene):
     assert normal.shape == (64, 64, 3) and (normal[..., 0] >= 127).all()  # z (first channel) always faces the viewer
     anything = run_module("depth_anything_v2", img.resize((96, 64)), annotators=annotators)  # its own 70 px short side
     assert anything.size == (96, 64) and arr(anything).max() == 255
+
+
+def test_depth_midas_runs_a_dpt_hybrid_folder_at_its_own_size(tmp_path):
+    """DPT-hybrid (Intel/dpt-hybrid-midas's architecture: a BiT backbone) takes only its image_size."""
+    from transformers import BitConfig, DPTConfig, DPTForDepthEstimation
+
+    from webui.controlnet.depth import Annotators
+
+    torch.manual_seed(0)
+    bit = BitConfig(global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[16, 32, 64],
+                    out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True, num_groups=2)
+    config = DPTConfig(is_hybrid=True, backbone_config=bit, backbone_featmap_shape=[1, 64, 4, 4], hidden_size=32,
+                       num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3], num_attention_heads=2, intermediate_size=37,
+                       image_size=64, patch_size=16, neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=16,
+                       readout_type="project", neck_ignore_stages=[0, 1])
+    DPTForDepthEstimation(config).eval().save_pretrained(tmp_path / "ControlNet" / "annotators" / "depth_midas")
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (80, 120, 3), dtype=np.uint8))
+    out = run_module("depth_midas", img, 128, annotators=Annotators(tmp_path))  # the model still sees 64x64
+    assert out.size == (192, 128) and arr(out).max() == 255 and arr(out).min() == 0
 
 
 def test_normal_from_depth_follows_the_extension():

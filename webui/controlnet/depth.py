@@ -36,8 +36,12 @@ MIDAS_MULTIPLE = 32  # input sides of the resolution-following (MiDaS) modules
 
 
 def what_to_put(folder: str) -> str:
-    return (f"a transformers depth-estimation model folder (config.json and its weights, e.g. "
-            f"{EXAMPLES.get(folder, 'Intel/dpt-hybrid-midas')}) in models/{ANNOTATORS.as_posix()}/{folder}/")
+    """The short "needs" text (the dropdown's label, module_detail)."""
+    example = EXAMPLES.get(folder, "Intel/dpt-hybrid-midas")
+    return f"a transformers depth model, e.g. {example}, in models/{ANNOTATORS.as_posix()}/{folder}/"
+
+
+HOW = "its Hugging Face folder: config.json and model.safetensors (or pytorch_model.bin), preprocessor_config.json"
 
 
 class Annotators:
@@ -67,7 +71,7 @@ class Annotators:
 
         need = self.missing(name)
         if need:
-            raise ValueError(f"this module needs {need} (looked in {self.folder(name)})")
+            raise ValueError(f"this module needs {need} ({HOW}; looked in {self.folder(name)})")
         path = self.folder(name)
         key = (str(path.resolve()), (path / "config.json").stat().st_mtime_ns)
         with self._lock:
@@ -97,9 +101,17 @@ def _input_size(h: int, w: int, short: int, multiple: int) -> tuple[int, int]:
     return tuple(max(multiple, int(round(v * k / multiple)) * multiple) for v in (h, w))
 
 
-def _square_only(config) -> bool:
-    """transformers' ViT and ViT-hybrid DPT (MiDaS) read their patch grid as a square."""
-    return config.model_type == "dpt" and (getattr(config, "backbone_config", None) is None or bool(config.is_hybrid))
+def _model_size(config, size: tuple) -> tuple:
+    """The input size transformers' DPTs accept: a ViT DPT reads its patch grid as a square (the short
+    side here), a ViT-hybrid DPT (MiDaS DPT-hybrid) takes only its ``image_size``; others any size."""
+    if config.model_type != "dpt":
+        return size
+    if config.is_hybrid:
+        side = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        return (int(side), int(side))
+    if getattr(config, "backbone_config", None) is None:
+        return (min(size), min(size))
+    return size
 
 
 def estimate_depth(img: np.ndarray, annotators: Annotators, folder: str, follow_resolution: bool) -> np.ndarray:
@@ -107,8 +119,8 @@ def estimate_depth(img: np.ndarray, annotators: Annotators, folder: str, follow_
 
     ``follow_resolution``: the model sees the image at its own (preprocessor-resolution) size, as the
     extension runs MiDaS; otherwise at the model's configured size (Depth Anything's 518 short side).
-    Sides are multiples of 32 (or the folder's ``ensure_multiple_of``); ViT(-hybrid) DPTs get a square
-    of the short side (their patch grid must be square in transformers).
+    Sides are multiples of 32 (or the folder's ``ensure_multiple_of``); ViT DPTs get a square of the
+    short side, ViT-hybrid DPTs their own ``image_size`` (384 for DPT-hybrid MiDaS): what transformers accepts.
     """
     import torch
     import torch.nn.functional as F
@@ -119,8 +131,7 @@ def estimate_depth(img: np.ndarray, annotators: Annotators, folder: str, follow_
         size = _input_size(h, w, min(h, w), max(conf["multiple"], MIDAS_MULTIPLE))
     else:
         size = _input_size(h, w, conf["short"], conf["multiple"])
-    if _square_only(model.config):  # the map is resized back to the image's aspect below
-        size = (min(size), min(size))
+    size = _model_size(model.config, size)  # the map is resized back to the image's size below
     device = next(model.parameters()).device
     x = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div(255.0)
     x = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(0, 1)

@@ -222,7 +222,9 @@ def run_module(name: str, image: Image.Image, res: int = 512, a: float = -1, b: 
         )
     need = missing_file(m, annotators)
     if need:
-        where = f" (looked in {annotators.folder(m.annotator)})" if annotators is not None else ""
+        from webui.controlnet.depth import HOW
+
+        where = f" ({HOW}; looked in {annotators.folder(m.annotator)})" if annotators is not None else ""
         raise ValueError(f"ControlNet module {m.name!r} needs {need}{where}; or use a ready-made map with module 'none'")
     rgb = image.convert("RGB")
     if m.run is None:
