@@ -524,6 +524,12 @@ def test_hires_fix_runs_the_units_again_at_the_hires_size(service, monkeypatch):
     info = r.infotexts[0]
     assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-cn [' in info
     assert "Hires upscale: 2" in info and "Hires upscaler: Latent" in info
+    calls.clear()  # a pixel upscaler to another aspect: the map is fitted (Crop and Resize) to 96x128
+    hires = HiresFix(hr_upscaler="Lanczos", hr_resize_x=96, hr_resize_y=128, hr_second_pass_steps=2, denoising_strength=0.6)
+    r = service.txt2img(Txt2ImgRequest(prompt="a triangle", seed=1, controlnet_units=(unit,), hires=hires, **FAST))
+    (_, kwargs), = calls
+    assert r.images[0].size == (96, 128) and kwargs["control_image"][0].size == (96, 128)
+    assert kwargs["image"][0].size == (96, 128)  # the upscaled first pass, in pixels
 
 
 def test_only_masked_inpainting_crops_the_control_map_like_the_picture(service, monkeypatch):
