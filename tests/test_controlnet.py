@@ -532,6 +532,22 @@ def test_hires_fix_runs_the_units_again_at_the_hires_size(service, monkeypatch):
     assert kwargs["image"][0].size == (96, 128)  # the upscaled first pass, in pixels
 
 
+def test_hires_pass_forces_soft_injection_for_canny_units(service, cn_models_dir):
+    from webui.controlnet.run import for_second_pass, prepare
+
+    _, net = cn_models_dir
+    components = service._pipes(service.current_model(), None).txt2img.components
+    units = [ControlNetUnit(module="canny", model="a", image=sketch()), ControlNetUnit(module="invert", model="b", image=sketch()),
+             ControlNetUnit(module="invert", model="c", image=sketch(), control_mode="ControlNet is more important")]
+    call = prepare("txt2img", components, units, [net] * 3, ["a", "b", "c"], SIZE, SIZE, 7.0)
+    hr = for_second_pass(call, components, 2 * SIZE, 2 * SIZE)
+    assert [m.soft for m in call.controlnet.nets] == [False, False, True]
+    assert [m.soft for m in hr.controlnet.nets] == [True, False, True]  # canny: soft weights in the hires pass
+    assert [m.mode for m in hr.controlnet.nets] == [u.control_mode for u in units]
+    assert all(m.net is net for m in hr.controlnet.nets) and hr.pipe.unet is call.pipe.unet  # nothing copied
+    assert [im.size for im in hr.kwargs["control_image"]] == [(2 * SIZE, 2 * SIZE)] * 3
+
+
 def test_only_masked_inpainting_crops_the_control_map_like_the_picture(service, monkeypatch):
     from diffusers import StableDiffusionControlNetInpaintPipeline
 

@@ -44,12 +44,13 @@ def _cond_mark(sample, dtype):
 class ModeControlNet(torch.nn.Module):
     """A ControlNetModel with a unit's control mode applied to its residuals."""
 
-    def __init__(self, net, mode: str = "Balanced"):
+    def __init__(self, net, mode: str = "Balanced", soft: bool | None = None):
         super().__init__()
         if mode not in CONTROL_MODES:
             raise ValueError(f"control_mode must be one of {CONTROL_MODES}, got {mode!r}")
         self.net = net
         self.mode = mode
+        self.soft = mode != CONTROL_MODES[0] if soft is None else soft  # soft injection (forced in some hires passes)
         self.cfg_batch = True  # the pipeline's batch is [uncond, cond] (set per call)
 
     @property
@@ -65,7 +66,7 @@ class ModeControlNet(torch.nn.Module):
             sample, timestep, encoder_hidden_states=encoder_hidden_states, controlnet_cond=controlnet_cond,
             conditioning_scale=conditioning_scale, guess_mode=False, return_dict=False, **kw,
         )
-        if self.mode != CONTROL_MODES[0]:
+        if self.soft:
             n = len(down)
             down = [d * SOFT_DECAY ** float(n - i) for i, d in enumerate(down)]
         if self.mode == CONTROL_MODES[2] and self.cfg_batch and sample.shape[0] % 2 == 0:
@@ -102,13 +103,14 @@ class AdapterNet(torch.nn.Module):
     """A T2I-Adapter as a member of a MultiControlNetModel: its features (times the step's
     conditioning scale, i.e. the unit's weight inside its guidance range, 0 outside) go to ``slot``."""
 
-    def __init__(self, adapter, slot: AdapterSlot, mode: str = "Balanced"):
+    def __init__(self, adapter, slot: AdapterSlot, mode: str = "Balanced", soft: bool | None = None):
         super().__init__()
         if mode not in CONTROL_MODES:
             raise ValueError(f"control_mode must be one of {CONTROL_MODES}, got {mode!r}")
         self.adapter = adapter
         self.slot = slot
         self.mode = mode
+        self.soft = mode != CONTROL_MODES[0] if soft is None else soft
         self.cfg_batch = True
         self._features = None  # (the control tensor, its features): the same map every step
 
@@ -136,7 +138,7 @@ class AdapterNet(torch.nn.Module):
             feats = self.features(controlnet_cond)
             n = len(feats)
             scales = [scale] * n
-            if self.mode != CONTROL_MODES[0]:
+            if self.soft:
                 soft = SOFT_ADAPTER[-n:] if n <= len(SOFT_ADAPTER) else SOFT_ADAPTER + (1.0,) * (n - len(SOFT_ADAPTER))
                 scales = [scale * k for k in soft]
             out = [f * k for f, k in zip(feats, scales)]
@@ -284,11 +286,23 @@ def prepare(kind: str, components: dict, units: list, nets: list, titles: list, 
     return _call(kind, components, _multi_class()(wrapped), units, titles, detected, width, height, inpaint_model)
 
 
+HIRES_SOFT_MODULES = ("canny", "mlsd")  # the extension forces soft injection for these in the hires pass
+
+
 def for_second_pass(call: ControlNetCall, components: dict, width: int, height: int) -> ControlNetCall:
     """The same units for hires fix's img2img pass at ``width`` x ``height``: the preprocessed maps
     fitted again (each unit's resize mode), the same ControlNets, weights and guidance ranges, an
-    img2img ControlNet pipeline over the same components (the extension's hires behaviour)."""
-    return _call("img2img", components, call.controlnet, call.units, call.titles, call.detected, width, height, False)
+    img2img ControlNet pipeline over the same components (the extension's hires behaviour, including
+    soft injection for canny/MLSD units in this pass)."""
+    from webui.controlnet.preprocess import get_module
+
+    members = []
+    for unit, m in zip(call.units, call.controlnet.nets):
+        soft = m.soft or any(k in get_module(unit.module).name for k in HIRES_SOFT_MODULES)
+        w = AdapterNet(m.adapter, m.slot, m.mode, soft) if isinstance(m, AdapterNet) else ModeControlNet(m.net, m.mode, soft)
+        w.cfg_batch = m.cfg_batch
+        members.append(w)
+    return _call("img2img", components, _multi_class()(members), call.units, call.titles, call.detected, width, height, False)
 
 
 def infotext_params(call: ControlNetCall) -> dict:
