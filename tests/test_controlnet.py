@@ -200,11 +200,123 @@ def test_tile_blur_shuffle(scene):
     assert all(min(abs(c[0] - 220) + abs(c[1] - 30), abs(c[0] - 255) + abs(c[1] - 255)) < 260 for c in colours)
 
 
-def test_unavailable_depth_names_the_file():
-    with pytest.raises(ValueError, match=r"dpt_hybrid-midas-501f0c75\.pt.*models/ControlNet/annotator/midas/"):
-        run_module("depth_midas", Image.new("RGB", (64, 64)))
+def test_unavailable_modules_name_the_file(tmp_path):
+    from webui.controlnet.depth import Annotators
+
+    with pytest.raises(ValueError, match=r"scannet\.pt.*models/ControlNet/annotator/normal_bae/"):
+        run_module("normal_bae", Image.new("RGB", (64, 64)))
+    with pytest.raises(ValueError, match=r"depth_midas.*transformers depth model, e\.g\. Intel/dpt-hybrid-midas, in "
+                                         r"models/ControlNet/annotators/depth_midas/.*config\.json.*looked in"):
+        run_module("depth_midas", Image.new("RGB", (64, 64)), annotators=Annotators(tmp_path))
     with pytest.raises(ValueError, match="Unknown ControlNet module 'nope'"):
         get_module("nope")
+
+
+def tiny_dpt(folder: Path, seed: int = 0):
+    """A tiny random ViT DPT (the MiDaS architecture family) saved as a Hugging Face folder."""
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    torch.manual_seed(seed)
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3], num_attention_heads=2,
+                       intermediate_size=37, image_size=64, patch_size=16, neck_hidden_sizes=[8, 16, 32, 32],
+                       fusion_hidden_size=16, is_hybrid=False, head_in_index=-1)
+    model = DPTForDepthEstimation(config).eval()
+    model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({  # Intel/dpt-hybrid-midas's numbers
+        "image_processor_type": "DPTImageProcessor", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "size": {"height": 384, "width": 384}, "keep_aspect_ratio": False, "ensure_multiple_of": 1}))
+    return model
+
+
+def tiny_depth_anything(folder: Path, seed: int = 0):
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, patch_size=14,
+                            image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False)
+    model = DepthAnythingForDepthEstimation(DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+        head_hidden_size=8, patch_size=14)).eval()
+    model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "size": {"height": 70, "width": 70},
+        "keep_aspect_ratio": True, "ensure_multiple_of": 14}))
+    return model
+
+
+def test_depth_modules_read_transformers_folders_offline(tmp_path, scene):
+    from transformers import DPTImageProcessorPil
+
+    from webui.api_controlnet import module_detail
+    from webui.controlnet.depth import Annotators
+    from webui.controlnet.preprocess import module_label
+
+    annotators = Annotators(tmp_path)
+    assert "needs" in module_detail(annotators)["depth_midas"] and "(needs" in module_label(get_module("depth_midas"), annotators)
+    model = tiny_dpt(tmp_path / "ControlNet" / "annotators" / "depth_midas")
+    tiny_depth_anything(tmp_path / "ControlNet" / "annotators" / "depth_anything_v2")
+    detail = module_detail(annotators)
+    assert "needs" not in detail["depth_midas"] and not detail["depth_midas"]["model_free"]
+    assert module_label(get_module("normal_midas"), annotators) == "normal_midas"
+    assert "needs" in detail["depth_anything"]  # its own folder is still empty
+
+    img, _ = scene
+    small = img.resize((64, 64))
+    got = arr(run_module("depth_midas", small, 64, annotators=annotators))
+    assert got.shape == (64, 64, 3) and (got[..., 0] == got[..., 2]).all()  # grey
+    assert got.min() == 0 and got.max() == 255  # scaled to the full range
+    # the same numbers as transformers' own DPT preprocessing and forward pass, scaled 0-255
+    pixels = DPTImageProcessorPil(size={"height": 64, "width": 64}, keep_aspect_ratio=False, image_mean=[0.5] * 3,
+                                  image_std=[0.5] * 3)(images=small, return_tensors="pt").pixel_values
+    with torch.no_grad():
+        ref = model(pixel_values=pixels).predicted_depth[0].numpy()
+    ref = (ref - ref.min()) / (ref.max() - ref.min()) * 255
+    assert np.abs(got[..., 0] - ref).max() <= 2
+    wide = run_module("depth_midas", img.resize((128, 64)), 64, annotators=annotators)  # square DPT grid, map at 128x64
+    assert wide.size == (128, 64)
+    normal = arr(run_module("normal_midas", small, 64, annotators=annotators))
+    assert normal.shape == (64, 64, 3) and (normal[..., 0] >= 127).all()  # z (first channel) always faces the viewer
+    anything = run_module("depth_anything_v2", img.resize((96, 64)), annotators=annotators)  # its own 70 px short side
+    assert anything.size == (96, 64) and arr(anything).max() == 255
+
+
+def test_depth_midas_runs_a_dpt_hybrid_folder_at_its_own_size(tmp_path):
+    """DPT-hybrid (Intel/dpt-hybrid-midas's architecture: a BiT backbone) takes only its image_size."""
+    from transformers import BitConfig, DPTConfig, DPTForDepthEstimation
+
+    from webui.controlnet.depth import Annotators
+
+    torch.manual_seed(0)
+    bit = BitConfig(global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[16, 32, 64],
+                    out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True, num_groups=2)
+    config = DPTConfig(is_hybrid=True, backbone_config=bit, backbone_featmap_shape=[1, 64, 4, 4], hidden_size=32,
+                       num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3], num_attention_heads=2, intermediate_size=37,
+                       image_size=64, patch_size=16, neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=16,
+                       readout_type="project", neck_ignore_stages=[0, 1])
+    DPTForDepthEstimation(config).eval().save_pretrained(tmp_path / "ControlNet" / "annotators" / "depth_midas")
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (80, 120, 3), dtype=np.uint8))
+    out = run_module("depth_midas", img, 128, annotators=Annotators(tmp_path))  # the model still sees 64x64
+    assert out.size == (192, 128) and arr(out).max() == 255 and arr(out).min() == 0
+
+
+def test_normal_from_depth_follows_the_extension():
+    from webui.controlnet.depth import normal_from_depth
+
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    dome = np.clip(900 - (xx - 32) ** 2 - (yy - 32) ** 2, 0, None) / 9  # near (large) in the middle, 0 around
+    n = normal_from_depth(dome, bg_threshold=0.1).astype(int)
+    assert tuple(n[2, 2]) == (255, 127, 127)  # background: x, y zeroed -> (z, y, x) = (1, 0, 0)
+    assert n[32, 20, 2] > 160 and n[32, 44, 2] < 95  # x (last channel): the depth rises to the right, then falls
+    assert n[20, 32, 1] > 160 and n[44, 32, 1] < 95  # y (middle channel): downwards in image rows
+    assert abs(n[32, 20, 1] - 127) <= 1 and abs(n[20, 32, 2] - 127) <= 1
+    strict = normal_from_depth(dome, bg_threshold=0.9).astype(int)
+    assert tuple(strict[32, 20]) == (255, 127, 127)  # a higher threshold counts more of the dome as background
+
+
+def test_a_unit_with_a_missing_depth_model_is_refused_naming_the_folder(service):
+    unit = ControlNetUnit(module="depth_anything", model="tiny-cn", image=sketch())
+    with pytest.raises(ValueError, match=r"unit 0: module 'depth_anything' needs .*models/ControlNet/annotators/depth_anything/"):
+        service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(unit,), **FAST))
 
 
 def test_openpose_drawing_convention():
@@ -309,20 +421,22 @@ def test_two_units_weights_and_guidance_reach_diffusers(service, monkeypatch):
     from diffusers import StableDiffusionControlNetPipeline
     from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
-    calls, scales = [], []
+    from webui.controlnet.run import ModeControlNet
+
+    calls, flat = [], []
     original_call = StableDiffusionControlNetPipeline.__call__
-    original_fwd = MultiControlNetModel.forward
+    original_fwd = ModeControlNet.forward
 
     def spy_call(self, *args, **kwargs):
         calls.append((self, kwargs))
         return original_call(self, *args, **kwargs)
 
     def spy_fwd(self, *args, **kwargs):
-        scales.append([float(s) for s in kwargs["conditioning_scale"]])
+        flat.append(float(kwargs["conditioning_scale"]))
         return original_fwd(self, *args, **kwargs)
 
     monkeypatch.setattr(StableDiffusionControlNetPipeline, "__call__", spy_call)
-    monkeypatch.setattr(MultiControlNetModel, "forward", spy_fwd)
+    monkeypatch.setattr(ModeControlNet, "forward", spy_fwd)
     units = (
         ControlNetUnit(module="invert", model="tiny-cn", weight=0.8, image=sketch(), guidance_start=0.0, guidance_end=0.5),
         ControlNetUnit(enabled=False, model="tiny-cn-b", image=sketch()),
@@ -340,6 +454,8 @@ def test_two_units_weights_and_guidance_reach_diffusers(service, monkeypatch):
     on = control[..., 0] > 127  # inverted sketch: white strokes on black, where the triangle was drawn
     assert on[14:51, 4:33].sum() > 40 and on[:, 36:].sum() == 0 and on[:12].sum() == 0
     # the guidance ranges as diffusers applies them: unit 0 in the first half of the steps, unit 1 in the second
+    scales = [flat[i : i + 2] for i in range(0, len(flat), 2)]  # per step: [unit 0, unit 1]
+    assert isinstance(pipe.controlnet, MultiControlNetModel)
     assert scales[0] == [0.8, 0.0] and scales[-1] == [0.0, 1.3] and len(scales) == 4
     info = r.infotexts[0]
     assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-cn [' in info
@@ -364,6 +480,208 @@ def test_control_changes_the_image_and_img2img_inpaint_run(service):
         service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(ControlNetUnit(model="tiny-cn"),), **FAST))
     with pytest.raises(ValueError, match="Unknown ControlNet model 'nope'"):
         service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(ControlNetUnit(model="nope", image=sketch()),), **FAST))
+
+
+def test_hires_fix_runs_the_units_again_at_the_hires_size(service, monkeypatch):
+    from diffusers import StableDiffusionControlNetImg2ImgPipeline
+
+    from webui.controlnet.run import ModeControlNet
+    from webui.diffusion.types import HiresFix
+
+    conds, calls = [], []
+    original_fwd = ModeControlNet.forward
+    original_call = StableDiffusionControlNetImg2ImgPipeline.__call__
+
+    def spy_fwd(self, sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale=1.0, **kw):
+        conds.append((tuple(controlnet_cond.shape[-2:]), tuple(sample.shape[-2:]), float(conditioning_scale)))
+        return original_fwd(self, sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale, **kw)
+
+    def spy_call(self, *args, **kwargs):
+        calls.append((self, kwargs))
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModeControlNet, "forward", spy_fwd)
+    monkeypatch.setattr(StableDiffusionControlNetImg2ImgPipeline, "__call__", spy_call)
+    unit = ControlNetUnit(module="invert", model="tiny-cn", weight=0.7, image=sketch(), guidance_end=0.5)
+    hires = HiresFix(hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=4, denoising_strength=1.0)
+    r = service.txt2img(Txt2ImgRequest(prompt="a triangle", seed=1, controlnet_units=(unit,), hires=hires, **FAST))
+    assert r.images[0].size == (2 * SIZE, 2 * SIZE)
+    (pipe, kwargs), = calls  # the second pass went through the ControlNet img2img pipeline
+    base = service._pipes(service.current_model(), None)
+    assert pipe.unet is base.txt2img.unet and pipe.vae is base.txt2img.vae  # over the shared components
+    hr_map = kwargs["control_image"][0]
+    assert hr_map.size == (2 * SIZE, 2 * SIZE)
+    on = arr(hr_map)[..., 0] > 127  # the inverted sketch, scaled 2x: strokes only where the triangle was drawn
+    assert on[28:102, 8:66].sum() > 80 and on[:, 72:].sum() == 0
+    assert kwargs["controlnet_conditioning_scale"] == [0.7] and kwargs["control_guidance_end"] == [0.5]
+    first = [c for c in conds if c[0] == (SIZE, SIZE)]
+    second = [c for c in conds if c[0] == (2 * SIZE, 2 * SIZE)]
+    assert first and second and len(first) + len(second) == len(conds)
+    assert all(c[1] == (2 * SIZE // 8, 2 * SIZE // 8) for c in second)  # the hires latents
+    # each pass keeps the unit's guidance range: weight 0.7 in the first half of its steps, then 0
+    for part in (first, second):
+        assert part[0][2] == pytest.approx(0.7) and part[-1][2] == 0.0
+    info = r.infotexts[0]
+    assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-cn [' in info
+    assert "Hires upscale: 2" in info and "Hires upscaler: Latent" in info
+    calls.clear()  # a pixel upscaler to another aspect: the map is fitted (Crop and Resize) to 96x128
+    hires = HiresFix(hr_upscaler="Lanczos", hr_resize_x=96, hr_resize_y=128, hr_second_pass_steps=2, denoising_strength=0.6)
+    r = service.txt2img(Txt2ImgRequest(prompt="a triangle", seed=1, controlnet_units=(unit,), hires=hires, **FAST))
+    (_, kwargs), = calls
+    assert r.images[0].size == (96, 128) and kwargs["control_image"][0].size == (96, 128)
+    assert kwargs["image"][0].size == (96, 128)  # the upscaled first pass, in pixels
+
+
+def test_hires_pass_forces_soft_injection_for_canny_units(service, cn_models_dir):
+    from webui.controlnet.run import for_second_pass, prepare
+
+    _, net = cn_models_dir
+    components = service._pipes(service.current_model(), None).txt2img.components
+    units = [ControlNetUnit(module="canny", model="a", image=sketch()), ControlNetUnit(module="invert", model="b", image=sketch()),
+             ControlNetUnit(module="invert", model="c", image=sketch(), control_mode="ControlNet is more important")]
+    call = prepare("txt2img", components, units, [net] * 3, ["a", "b", "c"], SIZE, SIZE, 7.0)
+    hr = for_second_pass(call, components, 2 * SIZE, 2 * SIZE)
+    assert [m.soft for m in call.controlnet.nets] == [False, False, True]
+    assert [m.soft for m in hr.controlnet.nets] == [True, False, True]  # canny: soft weights in the hires pass
+    assert [m.mode for m in hr.controlnet.nets] == [u.control_mode for u in units]
+    assert all(m.net is net for m in hr.controlnet.nets) and hr.pipe.unet is call.pipe.unet  # nothing copied
+    assert [im.size for im in hr.kwargs["control_image"]] == [(2 * SIZE, 2 * SIZE)] * 3
+
+
+def test_only_masked_inpainting_crops_the_control_map_like_the_picture(service, monkeypatch):
+    from diffusers import StableDiffusionControlNetInpaintPipeline
+
+    from webui.diffusion.images import RESAMPLE
+
+    calls = []
+    original_call = StableDiffusionControlNetInpaintPipeline.__call__
+
+    def spy_call(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionControlNetInpaintPipeline, "__call__", spy_call)
+    rng = np.random.default_rng(0)
+    src = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    control = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    mask = Image.new("L", (128, 128), 0)
+    ImageDraw.Draw(mask).rectangle([40, 44, 71, 67], fill=255)  # 32x24, padded by 8 -> 48x40, widened to 48x48
+    units = (ControlNetUnit(model="tiny-cn", image=control), ControlNetUnit(model="tiny-cn-b"))
+    service.inpaint(InpaintRequest(prompt="x", seed=2, image=src, mask=mask, mask_blur=0, inpaint_full_res=True,
+                                   inpaint_full_res_padding=8, controlnet_units=units, **FAST))
+    kwargs, = calls
+    box = (32, 32, 80, 80)
+    own, fallback = (arr(m) for m in kwargs["control_image"])
+    assert np.abs(own - arr(control.crop(box).resize((SIZE, SIZE), RESAMPLE))).max() <= 1  # the unit's image, cut
+    assert np.abs(fallback - arr(src.crop(box).resize((SIZE, SIZE), RESAMPLE))).max() <= 1  # the cropped init image
+    assert np.abs(own - arr(control.resize((SIZE, SIZE), RESAMPLE))).mean() > 20  # not the whole map shrunk
+
+
+def tiny_adapter(folder: Path, adapter_type: str = "full_adapter", seed: int = 0):
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(seed)
+    adapter = T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=8, adapter_type=adapter_type)
+    adapter.save_pretrained(folder)
+    return adapter
+
+
+def test_t2i_adapter_units_feed_the_unet_inside_their_guidance_range(service, cn_models_dir, monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    models, _ = cn_models_dir
+    adapter = tiny_adapter(models / "ControlNet" / "tiny-adapter")
+    try:
+        found = {m.name: m for m in service.controlnet.list_models()}
+        assert found["tiny-adapter"].kind == "t2i-adapter" and found["tiny-cn"].kind == "diffusers"
+        seen = []
+        original = UNet2DConditionModel.forward
+
+        def spy(self, sample, *args, **kwargs):
+            intra = kwargs.get("down_intrablock_additional_residuals")
+            seen.append(([t.clone() for t in intra] if intra is not None else None,
+                         kwargs.get("down_block_additional_residuals") is not None))
+            return original(self, sample, *args, **kwargs)
+
+        monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
+        unit = ControlNetUnit(module="invert", model="tiny-adapter", weight=0.5, image=sketch(), guidance_end=0.5)
+        plain = service.txt2img(Txt2ImgRequest(prompt="x", seed=2, **FAST))
+        seen.clear()
+        r = service.txt2img(Txt2ImgRequest(prompt="x", seed=2, controlnet_units=(unit,), **FAST))
+        assert [s[0] is not None for s in seen] == [True, True, False, False]  # steps 1-2 of 4: guidance_end 0.5
+        assert not any(s[1] for s in seen)  # an adapter alone adds no ControlNet residuals
+        control = torch.from_numpy(255 - arr(sketch())).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            want = [f * 0.5 for f in adapter(control)]
+        got = seen[0][0]
+        assert [tuple(t.shape) for t in got] == [(2, 32, 8, 8), (2, 64, 4, 4)]  # both CFG halves, the UNet's blocks
+        assert all(torch.allclose(g[1:], w, atol=1e-5) and torch.allclose(g[:1], w, atol=1e-5) for g, w in zip(got, want))
+        assert np.abs(arr(plain.images[0]) - arr(r.images[0])).mean() > 0.5
+        assert 'ControlNet 0: "Module: invert (from white bg & black line), Model: tiny-adapter [' in r.infotexts[0]
+
+        # img2img: an adapter beside a ControlNet; "ControlNet is more important" keeps the adapter off the uncond half
+        seen.clear()
+        both = (ControlNetUnit(module="canny", model="tiny-cn"),
+                ControlNetUnit(module="invert", model="tiny-adapter", image=sketch(), control_mode="ControlNet is more important"))
+        src = Image.new("RGB", (SIZE, SIZE), (30, 160, 60))
+        r = service.img2img(Img2ImgRequest(prompt="x", seed=2, image=src, denoising_strength=1.0, controlnet_units=both, **FAST))
+        assert r.images[0].size == (SIZE, SIZE) and len(seen) == 4
+        assert all(s[0] is not None and s[1] for s in seen)  # both kinds of control reach the UNet
+        intra = seen[0][0]
+        assert all(t[0].abs().max() == 0 and t[1].abs().max() > 0 for t in intra)
+        assert torch.allclose(intra[1][1], want[1] * 2, atol=1e-5)
+        assert torch.allclose(intra[0][1], want[0] * 2 * 0.825, atol=1e-5)  # soft injection, the deepest feature at 1
+    finally:
+        import shutil
+
+        shutil.rmtree(models / "ControlNet" / "tiny-adapter")
+
+
+def test_original_layout_adapter_file_loads_as_a_t2i_adapter(tmp_path):
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(3)
+    ref = T2IAdapter(in_channels=1, channels=[32, 64], num_res_blocks=2, downscale_factor=8)  # a grey (sketch) adapter
+    sd = ref.state_dict()
+    original = {"conv_in.weight": sd["adapter.conv_in.weight"], "conv_in.bias": sd["adapter.conv_in.bias"]}
+    for level in range(2):  # TencentARC's flat body list: body.<level * 2 + j>
+        for j in range(2):
+            for part in ("block1", "block2"):
+                for p in ("weight", "bias"):
+                    original[f"body.{level * 2 + j}.{part}.{p}"] = sd[f"adapter.body.{level}.resnets.{j}.{part}.{p}"]
+    for p in ("weight", "bias"):
+        original[f"body.2.in_conv.{p}"] = sd[f"adapter.body.1.in_conv.{p}"]
+    (tmp_path / "ControlNet").mkdir()
+    torch.save(original, tmp_path / "ControlNet" / "t2iadapter_tiny_sd14v1.pth")
+    info, = cn_models.scan_controlnets(tmp_path)
+    assert info.kind == "single-file"
+    unet_config = type("C", (), {"cross_attention_dim": 32, "block_out_channels": (32, 64)})
+    model = cn_models.load_controlnet(info, torch.float32, torch.device("cpu"), unet_config, "tiny-sd")
+    assert isinstance(model, T2IAdapter) and model.config.in_channels == 1 and list(model.config.channels) == [32, 64]
+    got = model.state_dict()
+    assert set(got) == set(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
+    sd15 = type("C", (), {"cross_attention_dim": 768, "block_out_channels": (320, 640, 1280, 1280)})
+    with pytest.raises(ValueError, match=r"t2iadapter_tiny_sd14v1.*channels \[32, 64\]"):
+        cn_models.load_controlnet(info, torch.float32, torch.device("cpu"), sd15, "realistic")
+
+
+def test_sdxl_adapter_on_sd15_is_refused_naming_both(service, cn_models_dir):
+    models, _ = cn_models_dir
+    sd15 = type("C", (), {"cross_attention_dim": 768, "block_out_channels": (320, 640, 1280, 1280)})
+    with pytest.raises(ValueError, match=r"t2i_xl.*full_adapter_xl.*SDXL.*realistic.*SD1\.x"):
+        cn_models.check_adapter_pairing("t2i_xl", {"adapter_type": "full_adapter_xl", "channels": [320, 640, 1280]}, sd15, "realistic")
+    with pytest.raises(ValueError, match=r"t2i_small.*\[32, 64\].*\[320, 640, 1280, 1280\]"):
+        cn_models.check_adapter_pairing("t2i_small", {"adapter_type": "full_adapter", "channels": [32, 64]}, sd15, "realistic")
+    cn_models.check_adapter_pairing("t2i_sd15", {"adapter_type": "full_adapter", "channels": [320, 640, 1280, 1280]}, sd15, "m")
+    tiny_adapter(models / "ControlNet" / "tiny-adapter-xl", adapter_type="full_adapter_xl")
+    try:
+        unit = ControlNetUnit(model="tiny-adapter-xl", image=sketch())
+        with pytest.raises(ValueError, match=r"tiny-adapter-xl.*SDXL.*tiny-sd"):
+            service.txt2img(Txt2ImgRequest(prompt="x", controlnet_units=(unit,), **FAST))
+    finally:
+        import shutil
+
+        shutil.rmtree(models / "ControlNet" / "tiny-adapter-xl")
 
 
 # ------------------------------------------------------------------ the embedded ControlNet

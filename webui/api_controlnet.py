@@ -33,18 +33,22 @@ class DetectBody(BaseModel):
     low_vram: bool = False
 
 
-def module_detail() -> dict:
-    from webui.controlnet.preprocess import MODULE_LIST
+def module_detail(annotators=None) -> dict:
+    """The extension's ``module_detail``; ``needs`` says what a module still needs (``annotators``: where
+    the depth/normal modules' models are looked up)."""
+    from webui.controlnet.preprocess import MODULE_LIST, missing_file
 
     detail = {}
     for m in MODULE_LIST:
+        need = missing_file(m, annotators)
         sliders = []
         if m.uses_resolution and m.run is not None:
             sliders.append({"name": "Preprocessor Resolution", "value": 512, "min": 64, "max": 2048})
         for t in (m.a, m.b):
             if t:
                 sliders.append({"name": t[0], "value": t[1], "min": t[2], "max": t[3]})
-        detail[m.name] = {"model_free": m.needs == "", "sliders": sliders, **({"needs": m.needs} if m.needs else {})}
+        free = not (m.needs or m.annotator)
+        detail[m.name] = {"model_free": free, "sliders": sliders, **({"needs": need} if need else {})}
     return detail
 
 
@@ -66,7 +70,7 @@ def build_controlnet_router(services: Services) -> APIRouter:
     def module_list(alias_names: bool = False) -> dict:
         from webui.controlnet.preprocess import MODULE_LIST
 
-        return {"module_list": [m.name for m in MODULE_LIST], "module_detail": module_detail()}
+        return {"module_list": [m.name for m in MODULE_LIST], "module_detail": module_detail(services.image.controlnet.annotators)}
 
     @router.post("/detect")
     def detect(body: DetectBody) -> dict:

@@ -1,13 +1,16 @@
 """ControlNet files in models/ControlNet/ (A1111's folder): scan, load offline, check the pairing.
 
-- diffusers folders: a ``config.json`` whose ``_class_name`` is ``ControlNetModel`` (+ weights);
+- diffusers folders: a ``config.json`` whose ``_class_name`` is ``ControlNetModel`` (+ weights), or
+  ``T2IAdapter`` (a T2I-Adapter, kind ``t2i-adapter``; its ``adapter_type`` says SD1.x/2.x or SDXL);
+- T2I-Adapter single files in TencentARC's layout (``t2iadapter_*_sd14v1.pth``, see ``adapter_file``);
 - single files (``.safetensors`` / ``.pth`` / ``.pt`` / ``.ckpt``) in the original
   ``control_v11p_sd15_*`` layout (``input_blocks.*``, ``input_hint_block.*``, ``zero_convs.*``,
   optionally under ``control_model.``) or diffusers' key layout, loaded with
   ``ControlNetModel.from_single_file(config=<local folder>)``: a ``<stem>.config/config.json``
   folder beside the file when present, else the shipped SD1.5 config (``configs/sd15``);
 - the pairing check: a ControlNet runs only on a base model with the same cross-attention width
-  and UNet channels (an SDXL ControlNet, 2048, is refused on an SD1.x model, 768, naming both).
+  and UNet channels (an SDXL ControlNet, 2048, is refused on an SD1.x model, 768, naming both); a
+  T2I-Adapter only on the family its ``adapter_type`` names, with the UNet's block channels.
 Model titles are the extension's: ``name [first 8 hex of the SHA-256]``.
 """
 
@@ -31,7 +34,7 @@ LDM_PREFIX = "control_model."
 class ControlNetInfo:
     name: str
     path: Path
-    kind: str  # "diffusers" | "single-file"
+    kind: str  # "diffusers" | "single-file" | "t2i-adapter"
     title: str  # "name [hash8]"
 
 
@@ -39,14 +42,18 @@ def controlnet_dir(models_dir: Path) -> Path:
     return Path(models_dir) / "ControlNet"
 
 
-def _is_diffusers_folder(path: Path) -> bool:
+FOLDER_KINDS = {"ControlNetModel": "diffusers", "T2IAdapter": "t2i-adapter"}
+
+
+def _folder_kind(path: Path) -> str | None:
+    """"diffusers" (a ControlNet) or "t2i-adapter" for a diffusers folder, else None."""
     conf = path / "config.json"
     if not conf.is_file():
-        return False
+        return None
     try:
-        return json.loads(conf.read_text(encoding="utf-8")).get("_class_name") == "ControlNetModel"
+        return FOLDER_KINDS.get(json.loads(conf.read_text(encoding="utf-8")).get("_class_name"))
     except (OSError, json.JSONDecodeError):
-        return False
+        return None
 
 
 def scan_controlnets(models_dir: Path) -> list[ControlNetInfo]:
@@ -60,8 +67,8 @@ def scan_controlnets(models_dir: Path) -> list[ControlNetInfo]:
     for entry in sorted(root.iterdir(), key=lambda p: p.name.lower()):
         if entry.name.startswith(".") or entry.name.endswith(SIDECAR_SUFFIX) or entry.name.endswith(".tmp"):
             continue
-        if entry.is_dir() and _is_diffusers_folder(entry):
-            kind, name = "diffusers", entry.name
+        if entry.is_dir() and _folder_kind(entry):
+            kind, name = _folder_kind(entry), entry.name
         elif entry.is_file() and entry.suffix.lower() in FILE_SUFFIXES:
             kind, name = "single-file", entry.stem
         else:
@@ -133,21 +140,49 @@ def check_pairing(name: str, cross: int | None, channels: int | None, unet_confi
         )
 
 
+def check_adapter_pairing(name: str, conf: dict, unet_config, model_name: str) -> None:
+    """ValueError when a T2I-Adapter (its config.json ``conf``) cannot run on the UNet."""
+    xl = conf.get("adapter_type") == "full_adapter_xl"
+    want_cross = int(unet_config.cross_attention_dim)
+    if xl != (want_cross == 2048):
+        made = "SDXL" if xl else "SD1.x/SD2.x"
+        raise ValueError(
+            f"T2I-Adapter {name!r} ({conf.get('adapter_type')}) is made for {made} models and cannot run on {model_name!r}, "
+            f"a {FAMILIES.get(want_cross, f'cross-attention {want_cross}')} model; pick an adapter for that model"
+        )
+    channels = [int(c) for c in conf.get("channels") or []]
+    want = [int(c) for c in unet_config.block_out_channels]
+    if channels and channels != want[: len(channels)]:
+        raise ValueError(
+            f"T2I-Adapter {name!r} has channels {channels} but {model_name!r} has UNet blocks {want}: "
+            "it was made for a different base architecture"
+        )
+
+
 def load_controlnet(info: ControlNetInfo, dtype, device, unet_config, model_name: str):
-    """A ``ControlNetModel`` for ``info``, checked against the base UNet's config, offline."""
+    """A ``ControlNetModel`` (or ``T2IAdapter``) for ``info``, checked against the base UNet's config, offline."""
     import torch
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel, T2IAdapter
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     path = Path(info.path)
     if not path.exists():
         raise FileNotFoundError(f"ControlNet file not found: {path.name!r} (expected at {path}); put it in models/ControlNet/")
-    if info.kind == "diffusers":
+    if info.kind == "t2i-adapter":
+        check_adapter_pairing(info.name, json.loads((path / "config.json").read_text(encoding="utf-8")), unet_config, model_name)
+        model = T2IAdapter.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
+    elif info.kind == "diffusers":
         conf = json.loads((path / "config.json").read_text(encoding="utf-8"))
         check_pairing(info.name, conf.get("cross_attention_dim"), (conf.get("block_out_channels") or [None])[0], unet_config, model_name)
         model = ControlNetModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype)
     else:
+        from webui.controlnet.adapter_file import adapter_from_original, is_original_adapter
+
         state = _read_state(path)
+        if is_original_adapter(state):  # t2iadapter_*_sd14v1.pth (TencentARC's layout)
+            model = adapter_from_original(state, path.name)
+            check_adapter_pairing(info.name, dict(model.config), unet_config, model_name)
+            return model.to(device=device, dtype=dtype).eval()
         facts = single_file_facts(state)
         check_pairing(info.name, facts["cross_attention_dim"], facts["channels"], unet_config, model_name)
         config = config_dir_for(path)

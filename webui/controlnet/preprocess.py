@@ -4,7 +4,9 @@ Every module takes an RGB PIL image and returns an RGB PIL control map, white on
 maps as the scribble/canny/lineart ControlNets expect. Names are the sd-webui-controlnet
 extension's, so API clients can send the same strings. ``threshold_a``/``threshold_b`` of -1 mean
 the module's default (``MODULES[name].a`` / ``.b``). Modules that need weight files no package
-ships (depth, normal) are listed with the file they need and refuse to run with an error naming it.
+ships are listed with the file they need and refuse to run with an error naming it; the depth and
+normal modules (``webui.controlnet.depth``) load a transformers depth model from
+``models/ControlNet/annotators/<folder>/`` and, while it is missing, say so the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Module:
     b: Optional[tuple] = None
     uses_resolution: bool = True
     needs: str = ""  # for unavailable modules: which file to put where
+    annotator: str = ""  # the folder under models/ControlNet/annotators/ its model is read from
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -136,6 +139,16 @@ def _openpose(kind: str) -> Callable:
     return run
 
 
+def _depth(kind: str, follow_resolution: bool = True) -> Callable:
+    def run(img: np.ndarray, a: float, b: float, annotators, folder: str) -> np.ndarray:
+        from webui.controlnet import depth
+
+        raw = depth.estimate_depth(img, annotators, folder, follow_resolution)
+        return depth.normal_from_depth(raw, float(a)) if kind == "normal" else depth.depth_image(raw)
+
+    return run
+
+
 INVERT = "invert (from white bg & black line)"
 MODULE_LIST = [
     Module("none", None, uses_resolution=False),
@@ -153,7 +166,10 @@ MODULE_LIST = [
     Module("openpose_face", _openpose("face")),
     Module("openpose_hand", _openpose("hand")),
     Module("openpose_full", _openpose("full")),
-    Module("depth_midas", None, needs="dpt_hybrid-midas-501f0c75.pt in models/ControlNet/annotator/midas/"),
+    Module("depth_midas", _depth("depth"), annotator="depth_midas"),
+    Module("normal_midas", _depth("normal"), ("Normal Background Threshold", 0.4, 0.0, 1.0), annotator="depth_midas"),
+    Module("depth_anything", _depth("depth", False), uses_resolution=False, annotator="depth_anything"),
+    Module("depth_anything_v2", _depth("depth", False), uses_resolution=False, annotator="depth_anything_v2"),
     Module("normal_bae", None, needs="scannet.pt in models/ControlNet/annotator/normal_bae/"),
 ]
 MODULES = {m.name: m for m in MODULE_LIST}
@@ -168,9 +184,22 @@ def get_module(name: str) -> Module:
     return MODULES[key]
 
 
-def module_label(m: Module) -> str:
-    """The dropdown label: unavailable modules say which file they need."""
-    return f"{m.name} (needs {m.needs})" if m.needs else m.name
+def missing_file(m: Module, annotators=None) -> str:
+    """What ``m`` still needs before it can run ("" when nothing): a weight file, or its annotator
+    model folder (``annotators``: a ``webui.controlnet.depth.Annotators``; None: not looked up)."""
+    if m.needs:
+        return m.needs
+    if m.annotator:
+        from webui.controlnet.depth import what_to_put
+
+        return annotators.missing(m.annotator) if annotators is not None else what_to_put(m.annotator)
+    return ""
+
+
+def module_label(m: Module, annotators=None) -> str:
+    """The dropdown label: modules that cannot run yet say which file they need."""
+    need = missing_file(m, annotators)
+    return f"{m.name} (needs {need})" if need else m.name
 
 
 def _resize_short_side(img: Image.Image, res: int) -> Image.Image:
@@ -182,14 +211,21 @@ def _resize_short_side(img: Image.Image, res: int) -> Image.Image:
     return img.resize(size, Image.LANCZOS if k < 1 else Image.BICUBIC)
 
 
-def run_module(name: str, image: Image.Image, res: int = 512, a: float = -1, b: float = -1) -> Image.Image:
-    """The control map of ``image`` for module ``name``, computed at ``res`` pixels on the short side."""
+def run_module(name: str, image: Image.Image, res: int = 512, a: float = -1, b: float = -1, annotators=None) -> Image.Image:
+    """The control map of ``image`` for module ``name``, computed at ``res`` pixels on the short side
+    (``annotators``: a ``webui.controlnet.depth.Annotators``, where the model-based modules find theirs)."""
     m = get_module(name)
     if m.needs:
         raise ValueError(
             f"ControlNet module {m.name!r} needs a weight file that no installed package ships: put {m.needs} "
             "(this build does not run it yet; use a ready-made map with module 'none')"
         )
+    need = missing_file(m, annotators)
+    if need:
+        from webui.controlnet.depth import HOW
+
+        where = f" ({HOW}; looked in {annotators.folder(m.annotator)})" if annotators is not None else ""
+        raise ValueError(f"ControlNet module {m.name!r} needs {need}{where}; or use a ready-made map with module 'none'")
     rgb = image.convert("RGB")
     if m.run is None:
         return rgb
@@ -201,7 +237,8 @@ def run_module(name: str, image: Image.Image, res: int = 512, a: float = -1, b: 
         rgb = _resize_short_side(rgb, int(res))
     a = m.a[1] if m.a and (a is None or a < 0) else a
     b = m.b[1] if m.b and (b is None or b < 0) else b
-    out = m.run(np.asarray(rgb, dtype=np.uint8), a, b)
+    pixels = np.asarray(rgb, dtype=np.uint8)
+    out = m.run(pixels, a, b, annotators, m.annotator) if m.annotator else m.run(pixels, a, b)
     return Image.fromarray(np.ascontiguousarray(out, dtype=np.uint8), "RGB")
 
 

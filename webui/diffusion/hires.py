@@ -123,9 +123,12 @@ def generate_hires(
     upscalers: UpscalerRegistry,
     with_sampler: Callable,
     steps_for: Callable[[int, float], int],
+    controlnet: tuple = (None, None),
 ) -> list[Image.Image]:
     """Both passes for one batch. ``common``: the txt2img call's keyword arguments (prompts, size,
-    guidance, generators, callback); ``with_sampler(pipe, name)`` sets a sampler on a pipeline."""
+    guidance, generators, callback, and the first pass's ControlNet arguments); ``with_sampler(pipe,
+    name)`` sets a sampler on a pipeline. ``controlnet``: the ControlNet calls of the two passes
+    (``webui.controlnet.run.ControlNetCall``, the second one's maps at the hires size) or Nones."""
     import torch
 
     from webui.diffusion.lora import parse_lora_tags
@@ -138,7 +141,8 @@ def generate_hires(
     n = len(common["generator"])
 
     # 1. First pass at width x height
-    first = with_sampler(pipes.txt2img, req.sampler)
+    cn, cn_hr = controlnet
+    first = with_sampler(cn.pipe if cn is not None else pipes.txt2img, req.sampler)
     out = first(num_inference_steps=req.steps, **{**common, "output_type": "latent" if latent else "pil"}).images
 
     # 2. Upscale: the latents, or the decoded pixels with an upscaler
@@ -156,7 +160,7 @@ def generate_hires(
         decoded = vae.decode(image_input.to(vae.dtype) / vae.config.scaling_factor).sample
         return pipes.txt2img.image_processor.postprocess(decoded, output_type="pil")
     sampler = req.sampler if hr.hr_sampler_name in (None, "", SAME_SAMPLER) else hr.hr_sampler_name
-    second = with_sampler(pipes.img2img, sampler)
+    second = with_sampler(cn_hr.pipe if cn_hr is not None else pipes.img2img, sampler)
     hr_prompt = parse_lora_tags(hr.hr_prompt)[0] if hr.hr_prompt else prompt
     seeds = [g.initial_seed() for g in common["generator"]]
     kwargs = {
@@ -168,5 +172,9 @@ def generate_hires(
     }
     kwargs.pop("height", None)
     kwargs.pop("width", None)
+    for key in cn.kwargs if cn is not None else ():
+        kwargs.pop(key, None)
+    if cn_hr is not None:  # the control maps at the hires size, the units' weights and guidance ranges
+        kwargs.update(cn_hr.kwargs, width=final[0], height=final[1])
     steps = steps_for(hr.hr_second_pass_steps or req.steps, strength)
     return second(image=image_input, strength=strength, num_inference_steps=steps, **kwargs).images

@@ -10,6 +10,7 @@ value.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import logging
@@ -256,8 +257,6 @@ class ImageService:
             self.face_restorer.check_available()
         if req.controlnet_units:
             self.controlnet.check(req.controlnet_units, has_init_image=isinstance(req, Img2ImgRequest))
-            if req.hires is not None and any(u.active for u in req.controlnet_units):
-                raise ValueError("ControlNet units with hires fix (enable_hr) are not supported yet: turn one of them off")
         self.speed_for(req)  # ValueError names a bad speed override
 
     @staticmethod
@@ -404,11 +403,13 @@ class ImageService:
                 lora_hashes = apply_loras(pipes.txt2img, pipes.loras, Path(self.config.paths.lora_dir), loras)
                 callback = self._make_callback(pipes, b, req.batch_count, control)
                 cn = self.controlnet.prepare(
-                    kind, pipes, req.controlnet_units, req.width, req.height, req.cfg_scale,
+                    kind, pipes, self._units_for(req, prepared), req.width, req.height, req.cfg_scale,
                     fallback_image=prepared.get("image", prepared.get("work_image")),
                 ) if req.controlnet_units else None
+                cn_hr = self.controlnet.prepare_second_pass(cn, pipes, *hires_target_size(req)[1]) \
+                    if kind == "txt2img" and req.hires is not None else None
                 batch_images = self._generate(kind, pipes, req, prompt, batch_seeds, prepared, callback,
-                                              batch_subseeds, cn=cn)
+                                              batch_subseeds, cn=cn, cn_hr=cn_hr)
                 if req.restore_faces:
                     batch_images = [self.face_restorer.restore(im) for im in batch_images]
             stopped = control.cancelled()
@@ -429,6 +430,16 @@ class ImageService:
                 break
         return ImageResult(images=images, seeds=out_seeds, infotexts=infotexts, paths=paths, interrupted=interrupted,
                            subseeds=out_subseeds)
+
+    @staticmethod
+    def _units_for(req: Txt2ImgRequest, prepared: dict[str, Any]) -> tuple:
+        """The ControlNet units of ``req``; with "Only masked" inpainting their images cut like the picture."""
+        if prepared.get("crop") is None:
+            return tuple(req.controlnet_units)
+        from webui.controlnet.run import crop_unit_images
+
+        return tuple(crop_unit_images(req.controlnet_units, prepared["crop"], prepared["original"].size,
+                                      req.width, req.height))
 
     def _prepare_inputs(self, kind: str, req: Txt2ImgRequest) -> dict[str, Any]:
         w, h = req.width, req.height
@@ -470,8 +481,8 @@ class ImageService:
         """diffusers runs int(steps * strength) steps; make sure that is at least one."""
         return steps if steps * strength >= 1 else int(np.ceil(1.0 / strength))
 
-    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None, cn=None
-                  ) -> list[Image.Image]:
+    def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None, cn=None,
+                  cn_hr=None) -> list[Image.Image]:
         variation = self._variation(req)
         noise = None
         if variation.active:  # A1111 "Extra" seed options: the service draws the initial noise itself
@@ -496,11 +507,13 @@ class ImageService:
         size = self._largest_size(req)
         speed.apply_speed(pipes.txt2img.unet, fast, pipes.device, *size)
         speed.reset(pipes.txt2img.unet)
-        with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype):
+        adapters = cn.hooked(pipes.txt2img.unet) if cn is not None else contextlib.nullcontext()  # T2I-Adapter units
+        with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype), adapters:
             if kind == "txt2img":
                 if req.hires is not None:
                     set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
-                    return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for)
+                    return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for,
+                                          controlnet=(cn, cn_hr))
                 if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
                     pipe = self._with_sampler(cn.pipe if cn else pipes.inpaint, pipes, req.sampler, noise)
                     blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))

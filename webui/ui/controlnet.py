@@ -82,15 +82,9 @@ class ControlNetUI:
         return event(self.collect, inputs=self.components(), outputs=self.state, api_name=False, queue=False).then
 
 
-def _module_choices() -> list:
-    from webui.controlnet.preprocess import MODULE_LIST, module_label
-
-    return [(module_label(m), m.name) for m in MODULE_LIST]
-
-
 def build(services: Services, tab: str, n_units: int = N_UNITS) -> ControlNetUI:
     """The accordion with ``n_units`` unit tabs; call inside a tab's input column."""
-    from webui.controlnet.preprocess import get_module, run_module
+    from webui.controlnet.preprocess import get_module
     from webui.controlnet.units import CONTROL_MODES, RESIZE_MODES
 
     engine = services.image.controlnet
@@ -115,7 +109,7 @@ def build(services: Services, tab: str, n_units: int = N_UNITS) -> ControlNetUI:
                     u["enabled"] = gr.Checkbox(value=False, label="Enable", elem_id=f"{tab}_controlnet_enable{i}")
                     u["pixel_perfect"] = gr.Checkbox(value=False, label="Pixel Perfect", elem_id=f"{tab}_controlnet_pixel_perfect{i}")
                 with gr.Row():
-                    u["module"] = gr.Dropdown(_module_choices(), value="scribble_drawing", label="Preprocessor",
+                    u["module"] = gr.Dropdown(engine.module_choices(), value="scribble_drawing", label="Preprocessor",
                                               elem_id=f"{tab}_controlnet_module{i}")
                     u["model"] = gr.Dropdown(titles, value=default_model, label="Model", allow_custom_value=True,
                                              elem_id=f"{tab}_controlnet_model{i}")
@@ -144,20 +138,24 @@ def build(services: Services, tab: str, n_units: int = N_UNITS) -> ControlNetUI:
                     if img is None:
                         raise gr.Error("Draw a sketch or upload an image first")
                     try:
-                        return run_module(module, img, int(res), float(a), float(b))
+                        return engine.detect(module, [img], int(res), float(a), float(b))[0]
                     except ValueError as e:
                         raise gr.Error(str(e)) from e
 
                 def module_info(module):
                     m = get_module(module)
-                    return (gr.Slider(label=f"{m.a[0]} (-1: {m.a[1]})" if m.a else "Threshold A (unused)"),
-                            gr.Slider(label=f"{m.b[0]} (-1: {m.b[1]})" if m.b else "Threshold B (unused)"))
+                    fine = [t is not None and t[3] <= 1 for t in (m.a, m.b)]  # a 0-1 threshold moves in hundredths
+                    return (gr.Slider(label=f"{m.a[0]} (-1: {m.a[1]})" if m.a else "Threshold A (unused)",
+                                      step=0.01 if fine[0] else 0.5),
+                            gr.Slider(label=f"{m.b[0]} (-1: {m.b[1]})" if m.b else "Threshold B (unused)",
+                                      step=0.01 if fine[1] else 0.5))
 
                 run_preview.click(annotate, inputs=[u["image"], u["module"], u["processor_res"], u["threshold_a"], u["threshold_b"]],
                                   outputs=preview, api_name=False)
                 u["module"].change(module_info, inputs=u["module"], outputs=[u["threshold_a"], u["threshold_b"]],
                                    api_name=False, queue=False)
-                refresh.click(lambda: gr.Dropdown(choices=engine.model_titles()), outputs=u["model"], api_name=False)
+                refresh.click(lambda: (gr.Dropdown(choices=engine.model_titles()), gr.Dropdown(choices=engine.module_choices())),
+                              outputs=[u["model"], u["module"]], api_name=False)
                 ui.units.append(u)
                 ui.previews.append(preview)
     return ui
