@@ -30,6 +30,7 @@ from webui.diffusion.infotext import build_infotext, save_png
 from webui.diffusion.loading import ModelManager, PipelineSet
 from webui.diffusion.lora import apply_loras, lora_hashes_text, parse_lora_tags
 from webui.diffusion.noise import VariationSpec, batch_noise, inject_noise
+from webui.diffusion.preview import image_grid, latent_preview
 from webui.diffusion.perf import apply_perf, autocast_context, check_perf, resolve_device, resolve_dtype
 from webui.diffusion import speed
 from webui.diffusion.samplers import make_scheduler, schedule_type_of, split_sampler_name
@@ -58,11 +59,6 @@ MAX_SEED = 2**32 - 1
 MAX_MASK_BLUR = 64
 MAX_PADDING = 256
 PLACEHOLDER_DIR_NAME = "placeholder-tiny"
-PREVIEW_VAE_MAX_PARAMS = 5_000_000  # decode previews with the real VAE only when it is this small
-# Linear latent -> RGB approximation for SD1.x VAEs (rows: latent channels, cols: R, G, B)
-SD15_LATENT_RGB = torch.tensor(
-    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
-)
 
 
 class ImageService:
@@ -347,19 +343,10 @@ class ImageService:
         mask = imgs.to_mask(req.mask)
         return ImageOps.invert(mask) if req.invert_mask else mask
 
-    def _preview(self, pipes: PipelineSet, latents: torch.Tensor) -> Image.Image:
-        """Cheap preview of the first latent [1?, 4, h, w]: the VAE itself when tiny, else a linear map."""
-        lat = latents[:1].detach()
-        vae = pipes.txt2img.vae
-        with torch.no_grad():
-            if sum(p.numel() for p in vae.parameters()) <= PREVIEW_VAE_MAX_PARAMS:
-                x = vae.decode(lat.to(vae.dtype) / vae.config.scaling_factor).sample[0]
-                rgb = (x.float().clamp(-1, 1) + 1) / 2
-            else:
-                rgb = torch.einsum("chw,cr->rhw", lat[0].float().cpu(), SD15_LATENT_RGB)
-                rgb = ((rgb + 1) / 2).clamp(0, 1)
-        arr = (rgb.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        return Image.fromarray(arr)
+    @staticmethod
+    def _preview(pipes: PipelineSet, latents: torch.Tensor) -> Image.Image:
+        """Cheap preview of the whole batch (latents [B, 4, h, w]) as one grid (webui.diffusion.preview)."""
+        return latent_preview(pipes.txt2img.vae, latents)
 
     def _make_callback(self, pipes, batch_no: int, batch_count: int, control: JobControl) -> Callable:
         def on_step_end(pipe, i, t, kwargs):
@@ -423,7 +410,7 @@ class ImageService:
                 out_subseeds.append(subseed)
                 infotexts.append(info)
             control.report(0, req.steps, batch=b + 1, batches=req.batch_count,
-                           preview=batch_images[0] if batch_images else None)
+                           preview=image_grid(batch_images) if batch_images else None)
             if stopped:
                 interrupted = True
                 break

@@ -181,6 +181,9 @@ async def watch_job(jobs, job: Job, progress: gr.Progress | None) -> AsyncIterat
     in the engine too: it stops within one step. A closed tab is handled by ``JobQueue.cancel_session``.
     """
     last_preview = None
+    finished = asyncio.Event()  # set the moment the job ends: its result is not held back a whole interval
+    loop = asyncio.get_running_loop()
+    job.on_done(lambda: loop.call_soon_threadsafe(finished.set))
     try:
         while not job.done:
             if progress is not None:
@@ -190,7 +193,10 @@ async def watch_job(jobs, job: Job, progress: gr.Progress | None) -> AsyncIterat
             if preview is not None and preview is not last_preview:
                 last_preview = preview
                 yield {"preview": preview}
-            await asyncio.sleep(PREVIEW_INTERVAL_S)
+            try:
+                await asyncio.wait_for(finished.wait(), PREVIEW_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
     except BaseException:  # asyncio.CancelledError / GeneratorExit: the browser no longer waits
         if not job.done:
             jobs.cancel(job)
