@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,22 @@ def test_cli_talk_help_and_bomb(tmp_path):
     r = run_app("talk", "--image", str(bomb), "--audio", str(speech), "--output", str(tmp_path / "t.mp4"),
                 "--checkpoints-dir", str(tmp_path / "none"))
     assert r.returncode == 2 and "too large" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_first_page_is_built_without_the_heavy_engines(tmp_path):
+    """Page load: parsing the CLI and building the whole app (UI + API) imports no torch, diffusers,
+    transformers, mediapipe or OpenCV; they load with the first job that needs them."""
+    code = f"""
+import sys
+from webui.cli import parse_args
+from webui.server import build_app
+from webui.services import Services
+parsed = parse_args(["--outputs-dir", {str(tmp_path / "out")!r}])
+app = build_app(Services(parsed.config))
+heavy = [m for m in ("torch", "diffusers", "transformers", "mediapipe", "cv2") if m in sys.modules]
+print("HEAVY", heavy)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr[-2000:]

@@ -17,10 +17,9 @@ import random
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from webui.config import AppConfig, MemoryMode, PerfConfig
@@ -49,6 +48,9 @@ from webui.diffusion.types import (
 )
 from webui.jobs.job import JobControl
 from webui.upscale import postprocess_services
+
+if TYPE_CHECKING:  # torch is imported where it runs: building the first page does not need it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -459,6 +461,8 @@ class ImageService:
 
     def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None, cn=None
                   ) -> list[Image.Image]:
+        import torch
+
         variation = self._variation(req)
         noise = None
         if variation.active:  # A1111 "Extra" seed options: the service draws the initial noise itself
@@ -535,6 +539,8 @@ class ImageService:
 
         The img2img pipeline takes 4-channel latents as its ``image`` and does not encode them again.
         """
+        import torch
+
         vae = pipe.vae
         pixels = pipe.image_processor.preprocess(image).to(device=vae.device, dtype=vae.dtype)
         latents = torch.cat([vae.encode(pixels).latent_dist.sample(g) for g in generators])
