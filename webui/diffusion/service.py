@@ -247,9 +247,6 @@ class ImageService:
             if isinstance(req, Img2ImgRequest):
                 raise ValueError("hires fix (enable_hr) is a txt2img option")
             check_hires(req, self.upscalers, lim.max_side)
-            if self._variation(req).active:
-                raise ValueError("variation seed / seed resize with hires fix is not implemented yet: "
-                                 "set subseed_strength 0 or turn hires fix off")
         if req.restore_faces:
             self.face_restorer.check_available()
         if req.controlnet_units:
@@ -464,10 +461,13 @@ class ImageService:
         import torch
 
         variation = self._variation(req)
-        noise = None
+        noise = noise_at = None
         if variation.active:  # A1111 "Extra" seed options: the service draws the initial noise itself
-            noise = batch_noise(seeds, subseeds or seeds, variation, req.width, req.height,
-                                int(pipes.txt2img.vae_scale_factor)).to(pipes.device, pipes.dtype)
+            def noise_at(width: int, height: int) -> torch.Tensor:
+                return batch_noise(seeds, subseeds or seeds, variation, width, height,
+                                   int(pipes.txt2img.vae_scale_factor)).to(pipes.device, pipes.dtype)
+
+            noise = noise_at(req.width, req.height)
         n = len(seeds)
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         common = dict(
@@ -490,8 +490,9 @@ class ImageService:
         with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype):
             if kind == "txt2img":
                 if req.hires is not None:
-                    set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
-                    return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for)
+                    set_sampler = lambda p, name, eps=None: self._with_sampler(p, pipes, name, eps)  # noqa: E731
+                    return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for,
+                                          noise_at=noise_at)
                 if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
                     pipe = self._with_sampler(cn.pipe if cn else pipes.inpaint, pipes, req.sampler, noise)
                     blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))
