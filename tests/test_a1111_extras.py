@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -143,7 +145,7 @@ def test_xyz_values_and_axes():
                                                                         "Denoising"]
     assert resolve_axis("txt2img", "cfg scale").field == "cfg_scale"
     with pytest.raises(ValueError, match="not supported"):
-        resolve_axis("txt2img", 5)  # Hires steps
+        resolve_axis("txt2img", 13)  # Sigma Churn (a k-diffusion option)
     assert axis_values(resolve_axis("txt2img", 9), "", ["Euler", "DDIM"], False, False) == ["Euler", "DDIM"]
     args = XYZArgs.from_script_args([4, "1, 2", [], 0, "", [], 0, "", [], True, False, False, False, 0, False, False])
     assert args.x_type == 4 and args.x_values == "1, 2" and args.draw_legend
@@ -169,6 +171,36 @@ def test_xyz_plot_grid(service, tmp_path):
     assert (legend < 128).any()  # row labels were drawn
     with pytest.raises(ValueError, match="did not find"):
         run_xyz("txt2img", base, XYZArgs(x_type="Prompt S/R", x_values="purple, red"), service.txt2img)
+
+
+def test_xyz_more_axes_clip_skip_size_hires_face_restore(service):
+    from webui.diffusion.types import HiresFix
+    from webui.diffusion.xyz import XYZArgs, apply_axis, resolve_axis, run_xyz, supported_labels
+
+    for label in ("Hires steps", "Hires sampler", "Hires upscaler", "Clip skip", "Face restore", "Width", "Height",
+                  "Size", "Styles", "Var. seed", "Var. strength", "Token merging ratio"):
+        assert label in supported_labels("txt2img"), label
+    assert "Hires steps" not in supported_labels("img2img")
+    base = Txt2ImgRequest(prompt="a red circle", seed=4, **FAST)
+    out = run_xyz("txt2img", base, XYZArgs(x_type="Clip skip", x_values="1, 2", y_type="Size", y_values="64x64, 96x64"),
+                  service.txt2img)
+    cells = out.cells
+    assert [c.images[0].size for c in cells] == [(64, 64), (64, 64), (96, 64), (96, 64)]
+    assert "Clip skip" not in cells[0].infotexts[0] and "Clip skip: 2" in cells[1].infotexts[0]
+    assert np.abs(arr(cells[0].images[0]) - arr(cells[1].images[0])).mean() > 0.5  # another text-encoder layer
+    hires = resolve_axis("txt2img", "Hires steps")
+    with pytest.raises(ValueError, match="needs hires fix"):
+        apply_axis(hires, base, 3, [3])
+    with_hr = dataclasses.replace(base, hires=HiresFix(hr_upscaler="Latent"))
+    assert apply_axis(hires, with_hr, 3, [3]).hires.hr_second_pass_steps == 3
+    assert apply_axis(resolve_axis("txt2img", "Hires upscaler"), with_hr, "Lanczos", []).hires.hr_upscaler == "Lanczos"
+    assert apply_axis(resolve_axis("txt2img", "Face restore"), base, "True", []).restore_faces is True
+    tome = apply_axis(resolve_axis("txt2img", "Token merging ratio"), base, 0.5, [])
+    assert dict(tome.speed_overrides)["token_merging_ratio"] == 0.5
+    with pytest.raises(ValueError, match="512x768"):
+        apply_axis(resolve_axis("txt2img", "Size"), base, "big", [])
+    with pytest.raises(ValueError, match="clip_skip"):
+        service.txt2img(dataclasses.replace(base, clip_skip=0))
 
 
 def test_png_info_reads_back_variation_seed():

@@ -197,3 +197,17 @@ print("HEAVY", heavy)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_cli_xyz_plot_grid(tiny_models_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    r = run_app("--models-dir", str(tiny_models_dir), "--outputs-dir", str(tmp_path / "o"), "txt2img",
+                "--prompt", "a red circle", "--seed", "3", "--steps", "2", "--width", "64", "--height", "64",
+                "--xyz-x", "Steps:1,2", "--xyz-y", "CFG Scale:3,7", "--output", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    with Image.open(out) as grid:
+        assert grid.width > 2 * 64 and grid.height > 2 * 64  # 2x2 cells plus the legend
+    assert "X Type: Steps" in r.stdout and "Y Type: CFG Scale" in r.stdout
+    bad = run_app("--models-dir", str(tiny_models_dir), "txt2img", "--prompt", "x", "--xyz-x", "Steps",
+                  "--output", str(out))
+    assert bad.returncode != 0 and "TYPE:VALUES" in bad.stderr

@@ -58,6 +58,7 @@ TAB_DIRS = {"txt2img": "txt2img-images", "img2img": "img2img-images", "inpaint":
 CFG_RANGE = (1.0, 30.0)
 MIN_SIDE = 64
 MAX_SEED = 2**32 - 1
+MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers
 MAX_MASK_BLUR = 64
 MAX_PADDING = 256
 PLACEHOLDER_DIR_NAME = "placeholder-tiny"
@@ -212,6 +213,7 @@ class ImageService:
         _int_in("batch_count", req.batch_count, 1, lim.max_batch)
         _int_in("seed", req.seed, -1, MAX_SEED)
         _int_in("subseed", req.subseed, -1, MAX_SEED)
+        _int_in("clip_skip", req.clip_skip, 1, MAX_CLIP_SKIP)
         if isinstance(req.subseed_strength, bool) or not isinstance(req.subseed_strength, (int, float)) \
                 or not 0.0 <= req.subseed_strength <= 1.0:
             raise ValueError(f"subseed_strength must be between 0 and 1, got {req.subseed_strength!r}")
@@ -480,8 +482,12 @@ class ImageService:
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
+            # A1111 counts the last layer as 1, diffusers counts the layers skipped
+            **({"clip_skip": int(req.clip_skip) - 1} if req.clip_skip > 1 else {}),
             **(cn.kwargs if cn is not None else {}),  # control images, weights, guidance ranges
         )
+        if req.clip_skip > 1:
+            _clip_skip_compat(pipes.txt2img.text_encoder)
         white = Image.new("L", (req.width, req.height), 255)
         fast = self.speed_for(req)
         size = self._largest_size(req)
@@ -587,6 +593,7 @@ class ImageService:
             "Size": f"{req.width}x{req.height}",
             "Model hash": (model.sha256 or "")[:10] or None,
             "Model": model.name,
+            "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
         }
         variation = self._variation(req)
         if variation.subseed_strength > 0:
@@ -631,3 +638,11 @@ class ImageService:
         folder.mkdir(parents=True, exist_ok=True)
         numbers = [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
         return folder / f"{max(numbers, default=-1) + 1:05d}-{seed}.png"
+
+
+def _clip_skip_compat(text_encoder) -> None:
+    """diffusers' ``clip_skip`` reads ``text_encoder.text_model.final_layer_norm``; transformers 5 flattened
+    CLIPTextModel (its layers and ``final_layer_norm`` sit on the model itself). Point ``text_model`` at the
+    model, outside nn.Module's registry (no submodule cycle). Older transformers already have it."""
+    if not hasattr(text_encoder, "text_model") and hasattr(text_encoder, "final_layer_norm"):
+        object.__setattr__(text_encoder, "text_model", text_encoder)

@@ -112,7 +112,7 @@ def generation_widgets(tab: str, samplers: list[str], native: int, *, extra: Cal
                 with gr.Row():
                     batch_count = gr.Slider(1, 16, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
                     batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
-            script = script_panel(tab)
+            script = script_panel(tab, services)
         with gr.Column(scale=1):
             # object_fit contain + auto height: a square image is shown whole, never cropped to the frame
             gallery = gr.Gallery(label="Results", columns=2, height="auto", object_fit="contain", format="png", type="filepath",

@@ -38,7 +38,9 @@ ZH_CN: dict[str, str] = {
     "Include sub images": "包含单张图片", "Keep -1 for seeds": "种子保持 -1",
     "Nothing": "无", "Var. seed": "差异种子", "Var. strength": "差异强度", "Steps": "步数",
     "CFG Scale": "CFG 系数", "Prompt S/R": "提示词搜索/替换", "Sampler": "采样器", "Checkpoint name": "模型名称",
-    "Denoising": "重绘幅度", "VAE": "VAE",
+    "Denoising": "重绘幅度", "VAE": "VAE", "Hires steps": "高分辨率步数", "Hires sampler": "高分辨率采样器",
+    "Hires upscaler": "高分辨率放大算法", "Clip skip": "跳过 CLIP 层数", "Face restore": "面部修复",
+    "Token merging ratio": "Token 合并比例", "Size": "尺寸",
     # results
     "Results": "生成结果", "Send to img2img": "发送到图生图", "Send to inpaint": "发送到局部重绘",
     "Send to talking head": "发送到数字人说话", "Send to txt2img": "发送到文生图", "Live preview": "实时预览",
