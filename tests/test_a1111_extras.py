@@ -218,3 +218,60 @@ def test_png_info_reads_back_variation_seed():
     updates = fields_for_txt2img(parse_infotext(text), w)
     assert updates[seeds.subseed] == 77 and updates[seeds.subseed_strength] == 0.3 and updates[seeds.extra] is True
     assert updates[w.seed] == 5
+
+
+def test_core_errors_reach_a_chinese_page_in_chinese(service):
+    """ValueErrors of the core become gr.Error in the page's language (the switch's cookie, else the browser's)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from webui.jobs import JobQueue, JobResult
+    from webui.ui.common import submit_job
+    from webui.ui.i18n import LANGUAGE_COOKIE, request_language, translate_error
+
+    def page(lang=None, accept=""):
+        return SimpleNamespace(cookies={LANGUAGE_COOKIE: lang} if lang else {}, headers={"accept-language": accept},
+                               username=None, session_hash="s1")
+
+    assert request_language(page("zh-CN")) == "zh-CN" and request_language(page(accept="zh-CN,zh;q=0.9")) == "zh-CN"
+    assert request_language(page(accept="en-US,en")) == "en-US" and request_language(None) is None
+    queue = JobQueue()
+    queue.register("txt2img", lambda r, c: JobResult(None), check=lambda r: service.check("txt2img", r))
+    services = SimpleNamespace(jobs=queue)
+
+    def error_of(request, **fields):
+        with pytest.raises(gr.Error) as e:
+            asyncio.run(submit_job(services, "txt2img", Txt2ImgRequest(prompt="x", **{**FAST, **fields}), request))
+        return e.value.message
+
+    assert error_of(page("zh-CN"), width=65) == "宽度（width） 必须是 8 的倍数，当前为 65"
+    assert error_of(page("en"), width=65) == "width must be a multiple of 8, got 65"
+    assert error_of(page(accept="zh-CN"), steps=0).startswith("采样步数（steps） 必须介于 1 和")
+    assert error_of(page("zh-CN"), sampler="Nope").startswith("未知的采样器 'Nope'；可用的采样器：")
+    assert translate_error("something new went wrong", "zh-CN") == "something new went wrong"  # unknown: as is
+
+
+def test_xyz_axis_value_dropdowns(service):
+    """Axes with fixed choices get A1111's value dropdown; the dropdown's values run the plot."""
+    from types import SimpleNamespace
+
+    from webui.diffusion.samplers import SAMPLER_NAMES
+    from webui.diffusion.xyz import XYZArgs
+    from webui.ui.a1111 import axis_choices, script_request_fields
+
+    services = SimpleNamespace(image=service, upscalers=service.upscalers)
+    assert axis_choices(services, "Sampler") == list(SAMPLER_NAMES)
+    assert axis_choices(services, "Checkpoint name") == [m.title for m in service.list_models()]
+    assert axis_choices(services, "Hires upscaler")[0] == "Latent" and "Lanczos" in axis_choices(services, "Hires upscaler")
+    assert axis_choices(services, "Face restore") == ["True", "False"] and axis_choices(services, "Steps") is None
+    fields = script_request_fields({"script": "X/Y/Z plot", "xyz_x_type": "Sampler", "xyz_x_values": "",
+                                    "xyz_x_values_dropdown": ["Euler", "DDIM"], "xyz_y_type": "Nothing",
+                                    "xyz_y_values": "", "xyz_z_type": "Nothing", "xyz_z_values": "",
+                                    "xyz_draw_legend": True, "xyz_include_lone_images": False,
+                                    "xyz_no_fixed_seeds": False})
+    args = fields["script"]
+    assert isinstance(args, XYZArgs) and args.x_values_dropdown == ("Euler", "DDIM") and not args.csv_mode
+    r = service.txt2img(Txt2ImgRequest(prompt="a red circle", seed=2, script=args, **FAST))
+    assert "X Type: Sampler" in r.infotexts[0] and "Euler, DDIM" in r.infotexts[0]

@@ -125,6 +125,12 @@ def test_language_switch(page):
     assert page.get_by_role("tab", name="文生图").count() == 1
     assert page.get_by_text("提示词", exact=True).first.is_visible()
     shot(page, "a1111_chinese")
+    # an error of the core (ValueError, English) reaches this page in Chinese
+    page.locator("#txt2img_prompt textarea").fill("<lora:nope:1> a red circle")
+    page.locator("#txt2img_generate").click()
+    page.get_by_text("未知的 LoRA", exact=False).first.wait_for(state="visible")
+    shot(page, "a1111_chinese_error")
+    page.locator("#txt2img_prompt textarea").fill("a red circle")
     page.locator("#language_switch").get_by_text("English").click()
     page.locator("#txt2img_generate").get_by_text("Generate").wait_for(state="visible")
     assert page.get_by_role("tab", name="txt2img").count() == 1
