@@ -21,6 +21,8 @@ need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)   # the app's offline text to speech (en, cmn, ...)
 if [ "$WITH_TESTS" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
+  # a small CJK font (5 MB; fonts-noto-cjk is ~90 MB): headless screenshots of the 简体中文 UI show glyphs, not boxes
+  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

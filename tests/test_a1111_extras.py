@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -143,7 +145,7 @@ def test_xyz_values_and_axes():
                                                                         "Denoising"]
     assert resolve_axis("txt2img", "cfg scale").field == "cfg_scale"
     with pytest.raises(ValueError, match="not supported"):
-        resolve_axis("txt2img", 5)  # Hires steps
+        resolve_axis("txt2img", 13)  # Sigma Churn (a k-diffusion option)
     assert axis_values(resolve_axis("txt2img", 9), "", ["Euler", "DDIM"], False, False) == ["Euler", "DDIM"]
     args = XYZArgs.from_script_args([4, "1, 2", [], 0, "", [], 0, "", [], True, False, False, False, 0, False, False])
     assert args.x_type == 4 and args.x_values == "1, 2" and args.draw_legend
@@ -171,6 +173,36 @@ def test_xyz_plot_grid(service, tmp_path):
         run_xyz("txt2img", base, XYZArgs(x_type="Prompt S/R", x_values="purple, red"), service.txt2img)
 
 
+def test_xyz_more_axes_clip_skip_size_hires_face_restore(service):
+    from webui.diffusion.types import HiresFix
+    from webui.diffusion.xyz import XYZArgs, apply_axis, resolve_axis, run_xyz, supported_labels
+
+    for label in ("Hires steps", "Hires sampler", "Hires upscaler", "Clip skip", "Face restore", "Width", "Height",
+                  "Size", "Styles", "Var. seed", "Var. strength", "Token merging ratio"):
+        assert label in supported_labels("txt2img"), label
+    assert "Hires steps" not in supported_labels("img2img")
+    base = Txt2ImgRequest(prompt="a red circle", seed=4, **FAST)
+    out = run_xyz("txt2img", base, XYZArgs(x_type="Clip skip", x_values="1, 2", y_type="Size", y_values="64x64, 96x64"),
+                  service.txt2img)
+    cells = out.cells
+    assert [c.images[0].size for c in cells] == [(64, 64), (64, 64), (96, 64), (96, 64)]
+    assert "Clip skip" not in cells[0].infotexts[0] and "Clip skip: 2" in cells[1].infotexts[0]
+    assert np.abs(arr(cells[0].images[0]) - arr(cells[1].images[0])).mean() > 0.5  # another text-encoder layer
+    hires = resolve_axis("txt2img", "Hires steps")
+    with pytest.raises(ValueError, match="needs hires fix"):
+        apply_axis(hires, base, 3, [3])
+    with_hr = dataclasses.replace(base, hires=HiresFix(hr_upscaler="Latent"))
+    assert apply_axis(hires, with_hr, 3, [3]).hires.hr_second_pass_steps == 3
+    assert apply_axis(resolve_axis("txt2img", "Hires upscaler"), with_hr, "Lanczos", []).hires.hr_upscaler == "Lanczos"
+    assert apply_axis(resolve_axis("txt2img", "Face restore"), base, "True", []).restore_faces is True
+    tome = apply_axis(resolve_axis("txt2img", "Token merging ratio"), base, 0.5, [])
+    assert dict(tome.speed_overrides)["token_merging_ratio"] == 0.5
+    with pytest.raises(ValueError, match="512x768"):
+        apply_axis(resolve_axis("txt2img", "Size"), base, "big", [])
+    with pytest.raises(ValueError, match="clip_skip"):
+        service.txt2img(dataclasses.replace(base, clip_skip=0))
+
+
 def test_png_info_reads_back_variation_seed():
     """The infotext keys "Variation seed" / "Variation seed strength" go back into the Extra seed widgets."""
     from types import SimpleNamespace
@@ -186,3 +218,60 @@ def test_png_info_reads_back_variation_seed():
     updates = fields_for_txt2img(parse_infotext(text), w)
     assert updates[seeds.subseed] == 77 and updates[seeds.subseed_strength] == 0.3 and updates[seeds.extra] is True
     assert updates[w.seed] == 5
+
+
+def test_core_errors_reach_a_chinese_page_in_chinese(service):
+    """ValueErrors of the core become gr.Error in the page's language (the switch's cookie, else the browser's)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from webui.jobs import JobQueue, JobResult
+    from webui.ui.common import submit_job
+    from webui.ui.i18n import LANGUAGE_COOKIE, request_language, translate_error
+
+    def page(lang=None, accept=""):
+        return SimpleNamespace(cookies={LANGUAGE_COOKIE: lang} if lang else {}, headers={"accept-language": accept},
+                               username=None, session_hash="s1")
+
+    assert request_language(page("zh-CN")) == "zh-CN" and request_language(page(accept="zh-CN,zh;q=0.9")) == "zh-CN"
+    assert request_language(page(accept="en-US,en")) == "en-US" and request_language(None) is None
+    queue = JobQueue()
+    queue.register("txt2img", lambda r, c: JobResult(None), check=lambda r: service.check("txt2img", r))
+    services = SimpleNamespace(jobs=queue)
+
+    def error_of(request, **fields):
+        with pytest.raises(gr.Error) as e:
+            asyncio.run(submit_job(services, "txt2img", Txt2ImgRequest(prompt="x", **{**FAST, **fields}), request))
+        return e.value.message
+
+    assert error_of(page("zh-CN"), width=65) == "宽度（width） 必须是 8 的倍数，当前为 65"
+    assert error_of(page("en"), width=65) == "width must be a multiple of 8, got 65"
+    assert error_of(page(accept="zh-CN"), steps=0).startswith("采样步数（steps） 必须介于 1 和")
+    assert error_of(page("zh-CN"), sampler="Nope").startswith("未知的采样器 'Nope'；可用的采样器：")
+    assert translate_error("something new went wrong", "zh-CN") == "something new went wrong"  # unknown: as is
+
+
+def test_xyz_axis_value_dropdowns(service):
+    """Axes with fixed choices get A1111's value dropdown; the dropdown's values run the plot."""
+    from types import SimpleNamespace
+
+    from webui.diffusion.samplers import SAMPLER_NAMES
+    from webui.diffusion.xyz import XYZArgs
+    from webui.ui.a1111 import axis_choices, script_request_fields
+
+    services = SimpleNamespace(image=service, upscalers=service.upscalers)
+    assert axis_choices(services, "Sampler") == list(SAMPLER_NAMES)
+    assert axis_choices(services, "Checkpoint name") == [m.title for m in service.list_models()]
+    assert axis_choices(services, "Hires upscaler")[0] == "Latent" and "Lanczos" in axis_choices(services, "Hires upscaler")
+    assert axis_choices(services, "Face restore") == ["True", "False"] and axis_choices(services, "Steps") is None
+    fields = script_request_fields({"script": "X/Y/Z plot", "xyz_x_type": "Sampler", "xyz_x_values": "",
+                                    "xyz_x_values_dropdown": ["Euler", "DDIM"], "xyz_y_type": "Nothing",
+                                    "xyz_y_values": "", "xyz_z_type": "Nothing", "xyz_z_values": "",
+                                    "xyz_draw_legend": True, "xyz_include_lone_images": False,
+                                    "xyz_no_fixed_seeds": False})
+    args = fields["script"]
+    assert isinstance(args, XYZArgs) and args.x_values_dropdown == ("Euler", "DDIM") and not args.csv_mode
+    r = service.txt2img(Txt2ImgRequest(prompt="a red circle", seed=2, script=args, **FAST))
+    assert "X Type: Sampler" in r.infotexts[0] and "Euler, DDIM" in r.infotexts[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,36 @@ def test_cli_talk_help_and_bomb(tmp_path):
     r = run_app("talk", "--image", str(bomb), "--audio", str(speech), "--output", str(tmp_path / "t.mp4"),
                 "--checkpoints-dir", str(tmp_path / "none"))
     assert r.returncode == 2 and "too large" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_first_page_is_built_without_the_heavy_engines(tmp_path):
+    """Page load: parsing the CLI and building the whole app (UI + API) imports no torch, diffusers,
+    transformers, mediapipe or OpenCV; they load with the first job that needs them."""
+    code = f"""
+import sys
+from webui.cli import parse_args
+from webui.server import build_app
+from webui.services import Services
+parsed = parse_args(["--outputs-dir", {str(tmp_path / "out")!r}])
+app = build_app(Services(parsed.config))
+heavy = [m for m in ("torch", "diffusers", "transformers", "mediapipe", "cv2") if m in sys.modules]
+print("HEAVY", heavy)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_cli_xyz_plot_grid(tiny_models_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    r = run_app("--models-dir", str(tiny_models_dir), "--outputs-dir", str(tmp_path / "o"), "txt2img",
+                "--prompt", "a red circle", "--seed", "3", "--steps", "2", "--width", "64", "--height", "64",
+                "--xyz-x", "Steps:1,2", "--xyz-y", "CFG Scale:3,7", "--output", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    with Image.open(out) as grid:
+        assert grid.width > 2 * 64 and grid.height > 2 * 64  # 2x2 cells plus the legend
+    assert "X Type: Steps" in r.stdout and "Y Type: CFG Scale" in r.stdout
+    bad = run_app("--models-dir", str(tiny_models_dir), "txt2img", "--prompt", "x", "--xyz-x", "Steps",
+                  "--output", str(out))
+    assert bad.returncode != 0 and "TYPE:VALUES" in bad.stderr

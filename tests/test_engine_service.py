@@ -155,6 +155,25 @@ def test_progress_reports_and_preview(service):
     assert previews and all(isinstance(p, Image.Image) for p in previews)
 
 
+def test_live_preview_is_a_grid_of_the_whole_batch(service):
+    """Batch of 3: every step's preview is a 2x2 grid (A1111's shape), 3 different tiles and an empty 4th;
+    a tiny VAE decodes the latents at half size (cheap), the finished batch comes as the same grid."""
+    control = RecordingControl()
+    r = service.txt2img(Txt2ImgRequest(prompt="a red circle", seed=5, batch_size=3, width=SIZE, height=SIZE,
+                                       steps=2, save=False), control)
+    live = [p for _, s, *_, p in control.reports if p is not None and s > 0]
+    assert live
+    grid = arr(live[-1])
+    tile = SIZE // 2
+    assert grid.shape == (2 * tile, 2 * tile, 3)
+    tiles = [grid[y:y + tile, x:x + tile] for y in (0, tile) for x in (0, tile)]
+    assert all(t.std() > 1 for t in tiles[:3]) and tiles[3].max() == 0  # 3 images, then the empty cell
+    assert np.abs(tiles[0] - tiles[1]).mean() > 1  # different seeds: different tiles
+    final = arr(control.reports[-1][-1])
+    assert final.shape == (2 * SIZE, 2 * SIZE, 3)
+    assert np.array_equal(final[:SIZE, SIZE:], arr(r.images[1]))
+
+
 def test_outputs_are_announced_before_they_are_written(service):
     control = RecordingControl()
     r = service.txt2img(Txt2ImgRequest(prompt="x", seed=3, batch_count=2, **{**FAST, "save": True}), control)

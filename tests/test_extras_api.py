@@ -84,7 +84,7 @@ def api_png(image: Image.Image) -> str:
     "field, value, word",
     [("tiling", True, "tiling"), ("script_name", "loopback", "script_name 'loopback'"),
      ("alwayson_scripts", {"adetailer": {"args": []}}, "alwayson_scripts.adetailer"),
-     ("s_churn", 0.5, "s_churn"), ("override_settings", {"CLIP_stop_at_last_layers": 2}, "CLIP_stop")],
+     ("s_churn", 0.5, "s_churn"), ("override_settings", {"eta_noise_seed_delta": 31337}, "eta_noise_seed_delta")],
 )
 def test_unimplemented_a1111_fields_are_422(server, field, value, word):
     url, _ = server
@@ -94,6 +94,22 @@ def test_unimplemented_a1111_fields_are_422(server, field, value, word):
             body["init_images"] = [api_png(photo(64, 64))]
         r = requests.post(f"{url}/sdapi/v1/{route}", json=body, auth=LOGIN, timeout=60)
         assert r.status_code == 422 and word in r.json()["detail"], (route, r.text)
+
+
+def test_clip_skip_over_the_api(server):
+    """A1111's Clip skip setting: override_settings.CLIP_stop_at_last_layers; info and infotext carry it."""
+    import json
+
+    url, _ = server
+    body = {"prompt": "a red circle", "steps": 1, "width": 64, "height": 64, "seed": 3,
+            "override_settings": {"CLIP_stop_at_last_layers": 2}}
+    r = requests.post(f"{url}/sdapi/v1/txt2img", json=body, auth=LOGIN, timeout=120)
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    assert info["clip_skip"] == 2 and "Clip skip: 2" in info["infotexts"][0]
+    body["override_settings"] = {"CLIP_stop_at_last_layers": 0}
+    r = requests.post(f"{url}/sdapi/v1/txt2img", json=body, auth=LOGIN, timeout=120)
+    assert r.status_code == 422 and "clip_skip" in r.text
 
 
 def test_txt2img_hires_over_the_api_like_webuiapi(api):

@@ -102,3 +102,21 @@ def test_png_info_sends_hires_to_txt2img():
     assert updates == {"enable_hr": True, "hr_resize_x": 128, "hr_resize_y": 96, "hr_second_pass_steps": 10,
                        "hr_upscaler": "Latent (bicubic)", "hr_sampler_name": "DDIM", "denoising_strength": 0.5,
                        "restore_faces": False}
+
+
+def test_variation_seed_with_hires_fix_uses_the_variation_noise_in_both_passes(service):
+    """A1111: the first pass starts from the variation noise, the hires pass re-noises with it at its size.
+    Strength 1 is the variation seed's own noise: the same pictures as seed = that variation seed."""
+    hires = HiresFix(hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
+    base = dict(FAST, sampler="Euler")
+    plain = service.txt2img(Txt2ImgRequest(**{**base, "seed": 9}, hires=hires))
+    full = service.txt2img(Txt2ImgRequest(**{**base, "seed": 5}, subseed=9, subseed_strength=1.0, hires=hires))
+    half = service.txt2img(Txt2ImgRequest(**{**base, "seed": 5}, subseed=9, subseed_strength=0.5, hires=hires))
+    own = service.txt2img(Txt2ImgRequest(**{**base, "seed": 5}, hires=hires))
+    px = [np.asarray(r.images[0], int) for r in (plain, full, half, own)]
+    assert px[1].shape == (2 * SIZE, 2 * SIZE, 3)
+    assert np.abs(px[1] - px[0]).max() <= 1  # both passes took the variation seed's noise
+    assert np.abs(px[2] - px[0]).mean() > 1 and np.abs(px[2] - px[3]).mean() > 1  # in between: a new picture
+    info = parse_infotext(half.infotexts[0])
+    assert info["Variation seed"] == "9" and info["Variation seed strength"] == "0.5"
+    assert info["Hires upscaler"] == "Latent" and info["Seed"] == "5"

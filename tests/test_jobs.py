@@ -375,3 +375,58 @@ def test_cancel_while_waiting_for_its_turn_between_batches():
     gates["B"].set()
     assert b.wait(5) and b.status is JobStatus.DONE
     assert log == ["A0", "B0"]
+
+
+def test_preview_rate_first_after_a_delay_then_limited_by_interval_and_cost(monkeypatch):
+    import webui.jobs.job as job_mod
+    from webui.jobs.job import Job
+
+    clock = [100.0]
+    monkeypatch.setattr(job_mod.time, "monotonic", lambda: clock[0])
+    job = Job("alice", "txt2img", None)
+    assert not job.mark_preview()  # the first step: only noise to show
+    clock[0] += job_mod.PREVIEW_FIRST_S - 0.01
+    assert not job.mark_preview()
+    clock[0] += 0.02
+    assert job.mark_preview()
+    job.set_progress(preview="cheap")  # made at once: the next one is due an interval later
+    clock[0] += job_mod.PREVIEW_MIN_INTERVAL_S - 0.01
+    assert not job.mark_preview()
+    clock[0] += 0.02
+    assert job.mark_preview()
+    cost = 0.2  # an expensive preview (a big batch's grid): previews keep to their share of the time
+    asked = clock[0]
+    clock[0] += cost
+    job.set_progress(preview="costly")
+    clock[0] = asked + cost / job_mod.PREVIEW_BUDGET - 0.01
+    assert not job.mark_preview()
+    clock[0] += 0.02
+    assert job.mark_preview()
+    assert job.progress()["preview"] == "costly"
+
+
+def test_done_callbacks_and_the_ui_watch_loop_returns_when_the_job_ends(monkeypatch):
+    import asyncio
+
+    from webui.ui import common
+
+    queue = JobQueue()
+    queue.register("quick", lambda request, control: (time.sleep(0.05), JobResult("ok"))[1])
+    calls = []
+    job = queue.submit("quick", None, owner="alice")
+    job.on_done(lambda: calls.append("before"))
+    assert job.wait(5)
+    job.on_done(lambda: calls.append("after"))  # already done: called at once
+    assert calls == ["before", "after"]
+
+    monkeypatch.setattr(common, "PREVIEW_INTERVAL_S", 10.0)  # polling alone would hold the result 10 s
+
+    async def follow():
+        job = queue.submit("quick", None, owner="alice")
+        start = time.perf_counter()
+        async for _ in common.watch_job(queue, job, None):
+            pass
+        return job, time.perf_counter() - start
+
+    job, seconds = asyncio.run(follow())
+    assert job.status is JobStatus.DONE and seconds < 5.0, seconds

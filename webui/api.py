@@ -228,7 +228,7 @@ def build_router(services: Services) -> APIRouter:
             "restore_faces": bool(request_fields.get("restore_faces", False)),
             "sd_vae_name": vae,
             "sd_vae_hash": first.get("VAE hash"),
-            "clip_skip": 1,
+            "clip_skip": int(request_fields.get("clip_skip", 1)),
             "styles": list(body.styles),
             "extra_generation_params": {k: v for k, v in first.items() if k not in BASE_INFOTEXT_KEYS},
             "version": version(),

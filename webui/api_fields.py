@@ -33,7 +33,7 @@ NEUTRAL_VALUES: dict[str, tuple] = {
 # the override_settings keys this project applies: the checkpoint, the VAE and the speed settings (webui.diffusion.speed)
 SPEED_OVERRIDES = {"speed": str, "cache_interval": int, "cache_branch": int, "token_merging_ratio": float,
                    "token_merging_min_side": int}
-OVERRIDE_SETTINGS = ("sd_model_checkpoint", "sd_vae", *SPEED_OVERRIDES)
+OVERRIDE_SETTINGS = ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", *SPEED_OVERRIDES)
 HIRES_FIELDS = ("hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_second_pass_steps", "denoising_strength",
                 "hr_sampler_name", "hr_prompt", "hr_negative_prompt")
 
@@ -118,7 +118,9 @@ def speed_overrides(body: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 def postprocess_fields(body: dict[str, Any], kind: str, sampler_for) -> dict[str, Any]:
     """Extra request fields for txt2img (hires, restore_faces, speed) and img2img (restore_faces, speed)."""
     fields: dict[str, Any] = {"restore_faces": _typed(body, "restore_faces", bool, False),
-                              "speed_overrides": speed_overrides(body)}
+                              "speed_overrides": speed_overrides(body),
+                              # A1111's Clip skip setting
+                              "clip_skip": _typed(body.get("override_settings") or {}, "CLIP_stop_at_last_layers", int, 1)}
     if kind == "txt2img":
         fields["hires"] = hires_from_body(body, sampler_for)
     return fields

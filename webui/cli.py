@@ -16,6 +16,14 @@ MIN_SIDE = 64  # the engine's smallest width/height (webui.diffusion.service.MIN
 MAX_SIDE = LimitsConfig.max_side
 
 
+def _xyz_axis(text: str) -> tuple[str, str]:
+    """--xyz-x/-y/-z: "TYPE:VALUES", e.g. "Steps:4,8", "Sampler:Euler a,DDIM", "Seed:1-4"."""
+    axis, sep, values = text.partition(":")
+    if not sep or not axis.strip() or not values.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: use TYPE:VALUES, e.g. \"Steps:4,8\" or \"CFG Scale:3,7\"")
+    return axis.strip(), values.strip()
+
+
 def _dimension(text: str) -> int:
     """--width/--height: an integer, a multiple of 8, between MIN_SIDE and MAX_SIDE."""
     try:
@@ -107,6 +115,12 @@ def _add_generation(p: argparse.ArgumentParser, *, image: bool, mask: bool) -> N
                    help="apply a style from styles.csv to the prompts (repeatable, applied in order)")
     p.add_argument("--subseed", type=int, default=-1, help="variation seed (-1 = random)")
     p.add_argument("--subseed-strength", type=float, default=0.0, help="variation strength 0..1 (0 = off)")
+    p.add_argument("--clip-skip", type=int, default=1, help="A1111's Clip skip: 1 = last text-encoder layer (default)")
+    for axis in ("x", "y", "z"):
+        p.add_argument(f"--xyz-{axis}", type=_xyz_axis, metavar="TYPE:VALUES",
+                       help=f"X/Y/Z plot {axis.upper()} axis (A1111's axis names and value syntax), e.g. "
+                            + {"x": '"Steps:4,8"', "y": '"CFG Scale:3,7"', "z": '"Sampler:Euler a,DDIM"'}[axis]
+                            + "; --output gets the labelled grid")
     p.add_argument("--output", type=_png_output, required=True,
                    help="the .png file to write (batch: _1, _2 ... suffixes)")
     if image:

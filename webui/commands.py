@@ -32,8 +32,20 @@ def _image_request(services: Services, command: str, args: argparse.Namespace):
         styles=tuple(args.style),
         subseed=args.subseed,
         subseed_strength=args.subseed_strength,
+        clip_skip=args.clip_skip,
         save=False,
     )
+    axes = {a: getattr(args, f"xyz_{a}", None) for a in "xyz"}
+    if any(axes.values()):  # the X/Y/Z plot: one labelled grid
+        from webui.diffusion.xyz import XYZArgs
+
+        fields = {}
+        for a, axis in axes.items():
+            if axis:
+                fields[f"{a}_type"], fields[f"{a}_values"] = axis
+            else:
+                fields[f"{a}_type"] = "Nothing"
+        common["script"] = XYZArgs(**fields, csv_mode=True)
     limits = services.config.limits
     if command == "txt2img":
         native = services.image.native_size()

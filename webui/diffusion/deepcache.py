@@ -20,9 +20,10 @@ txt2img/img2img/inpaint and with samplers that repeat timesteps; hence this UNet
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it runs: importing this module (the CLI, the first page) stays light
+    import torch
 
 ATTR = "_studio_deepcache"  # the installed DeepCache lives on the UNet under this name
 
@@ -142,6 +143,8 @@ class DeepCache:
 
     def set_compile(self, options: dict | None) -> None:
         """Compile every wrapped layer with ``torch.compile(**options)`` (None: run them eagerly)."""
+        import torch
+
         self.compile_options = options
         if options is not None:
             _allow_recompiles(self.layers)
@@ -161,7 +164,7 @@ class DeepCache:
     def _before_unet(self, module, args, kwargs):
         sample = args[0] if args else kwargs.get("sample")
         timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
-        t = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
+        t = float(timestep.flatten()[0]) if hasattr(timestep, "flatten") else float(timestep)  # tensor or number
         key = (tuple(sample.shape), sample.dtype, sample.device)
         if self._last is None or key != self._last[0] or t > self._last[1]:
             self.step = 0  # a new generation (timesteps only fall within one)

@@ -124,11 +124,15 @@ def generate_hires(
     with_sampler: Callable,
     steps_for: Callable[[int, float], int],
     controlnet: tuple = (None, None),
+    noise_at: Callable[[int, int], Any] | None = None,
 ) -> list[Image.Image]:
     """Both passes for one batch. ``common``: the txt2img call's keyword arguments (prompts, size,
     guidance, generators, callback, and the first pass's ControlNet arguments); ``with_sampler(pipe,
-    name)`` sets a sampler on a pipeline. ``controlnet``: the ControlNet calls of the two passes
-    (``webui.controlnet.run.ControlNetCall``, the second one's maps at the hires size) or Nones."""
+    name, noise=None)`` sets a sampler on a pipeline (with ``noise``, the img2img pass re-noises with it).
+    ``controlnet``: the ControlNet calls of the two passes (``webui.controlnet.run.ControlNetCall``, the
+    second one's maps at the hires size) or Nones. ``noise_at(width, height)``: the variation seed's
+    noise [B, 4, h/8, w/8] at a size (None: the pipelines draw their own from the seeds). As in A1111 both
+    passes use it: the first at width x height, the second at the hires size."""
     import torch
 
     from webui.diffusion.lora import parse_lora_tags
@@ -143,7 +147,8 @@ def generate_hires(
     # 1. First pass at width x height
     cn, cn_hr = controlnet
     first = with_sampler(cn.pipe if cn is not None else pipes.txt2img, req.sampler)
-    out = first(num_inference_steps=req.steps, **{**common, "output_type": "latent" if latent else "pil"}).images
+    out = first(num_inference_steps=req.steps, latents=noise_at(req.width, req.height) if noise_at else None,
+                **{**common, "output_type": "latent" if latent else "pil"}).images
 
     # 2. Upscale: the latents, or the decoded pixels with an upscaler
     if latent:
@@ -160,7 +165,8 @@ def generate_hires(
         decoded = vae.decode(image_input.to(vae.dtype) / vae.config.scaling_factor).sample
         return pipes.txt2img.image_processor.postprocess(decoded, output_type="pil")
     sampler = req.sampler if hr.hr_sampler_name in (None, "", SAME_SAMPLER) else hr.hr_sampler_name
-    second = with_sampler(cn_hr.pipe if cn_hr is not None else pipes.img2img, sampler)
+    second = with_sampler(cn_hr.pipe if cn_hr is not None else pipes.img2img, sampler,
+                          noise_at(*final) if noise_at else None)
     hr_prompt = parse_lora_tags(hr.hr_prompt)[0] if hr.hr_prompt else prompt
     seeds = [g.initial_seed() for g in common["generator"]]
     kwargs = {

@@ -14,12 +14,13 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from webui.config import MemoryMode, PerfConfig
 from webui.diffusion.types import ModelInfo
+
+if TYPE_CHECKING:  # torch is imported where it runs: building the first page does not need it
+    import torch
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 SD15_CONFIG = CONFIGS_DIR / "sd15"
@@ -46,6 +47,8 @@ def require_file(path: Path, folder_hint: str) -> Path:
 def _read_keys_and_shapes(path: Path, wanted: list[str]) -> tuple[set[str], dict[str, tuple[int, ...]]]:
     """All keys of a checkpoint and the shapes of ``wanted`` ones, without loading whole tensors
     (safetensors header) or with ``torch.load(weights_only=True, mmap=True)`` for .ckpt/.pt."""
+    import torch
+
     shapes: dict[str, tuple[int, ...]] = {}
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
@@ -219,6 +222,8 @@ class ModelManager:
         vae_path: Path | None = None,
         config_dir: Path | None = None,
     ) -> PipelineSet:
+        import torch
+
         from webui.diffusion.perf import apply_perf
 
         key = self.key(model, vae_path, dtype, device, perf.memory)

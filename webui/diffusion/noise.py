@@ -17,9 +17,10 @@ resize gives the very same image as no variation at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it runs: building the first page does not need it
+    import torch
 
 LATENT_CHANNELS = 4  # SD1.x / SD2.x latent channels
 DOT_THRESHOLD = 0.9995  # above this the two noises are (nearly) parallel: interpolate linearly
@@ -48,6 +49,8 @@ def slerp(t: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     t = 0 -> ``low``, t = 1 -> ``high``; the norm stays that of Gaussian noise (a plain lerp would shrink it
     and give washed-out images).
     """
+    import torch
+
     a, b = low.flatten().double(), high.flatten().double()
     dot = torch.dot(a / a.norm(), b / b.norm()).clamp(-1.0, 1.0)
     if dot.abs() > DOT_THRESHOLD:
@@ -60,6 +63,8 @@ def slerp(t: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
 
 
 def _randn(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
     return torch.randn((1, *shape), generator=torch.Generator("cpu").manual_seed(int(seed)))[0]
 
 
@@ -94,6 +99,8 @@ def image_noise(seed: int, subseed: int, spec: VariationSpec, width: int, height
 def batch_noise(seeds: list[int], subseeds: list[int], spec: VariationSpec, width: int, height: int,
                 scale_factor: int = 8, channels: int = LATENT_CHANNELS) -> torch.Tensor:
     """[B, channels, h, w] noise for a batch, image i from (seeds[i], subseeds[i])."""
+    import torch
+
     return torch.stack([image_noise(s, ss, spec, width, height, scale_factor, channels)
                         for s, ss in zip(seeds, subseeds)])
 

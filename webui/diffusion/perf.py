@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from typing import Any, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator
 
 from webui.config import MemoryMode, PerfConfig
 
+if TYPE_CHECKING:  # torch is imported where it runs: building the first page does not need it
+    import torch
+
 ATTENTION_MODES = ("sdpa", "xformers", "sliced")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # name -> torch dtype attribute
 
 
 def resolve_device(perf: PerfConfig) -> torch.device:
     """``auto``: cuda > mps > cpu. An explicit device is honoured (ValueError if unavailable)."""
+    import torch
+
     name = (perf.device or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -36,12 +39,14 @@ def resolve_device(perf: PerfConfig) -> torch.device:
 
 def resolve_dtype(perf: PerfConfig, device: torch.device) -> torch.dtype:
     """``auto`` = fp16 on CUDA, fp32 elsewhere (CPU half kernels are missing or emulated)."""
+    import torch
+
     name = (perf.precision or "auto").lower()
     if name == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if name not in PRECISIONS:
         raise ValueError(f"Unknown precision {perf.precision!r}; use auto, {', '.join(PRECISIONS)}")
-    return PRECISIONS[name]
+    return getattr(torch, PRECISIONS[name])
 
 
 def xformers_available() -> bool:
@@ -64,6 +69,8 @@ def check_perf(perf: PerfConfig) -> None:
 
 def apply_global_perf(perf: PerfConfig) -> None:
     """Process-wide switches: TF32 and CPU thread count."""
+    import torch
+
     torch.backends.cuda.matmul.allow_tf32 = bool(perf.tf32)
     torch.backends.cudnn.allow_tf32 = bool(perf.tf32)
     if perf.threads > 0:
@@ -94,6 +101,8 @@ def apply_perf(pipe: Any, perf: PerfConfig, device: torch.device | None = None) 
     ``sequential-offload`` -> ``enable_sequential_cpu_offload``. On CPU/MPS they are no-ops: the
     weights already live in system memory. Switching memory mode needs a reload (the service does it).
     """
+    import torch
+
     check_perf(perf)
     apply_global_perf(perf)
     _set_attention(pipe, perf.attention)
@@ -121,6 +130,8 @@ def apply_perf(pipe: Any, perf: PerfConfig, device: torch.device | None = None) 
 
 def unet_memory_format(pipe: Any) -> torch.memory_format:
     """channels_last or contiguous, read from the UNet's first conv weight."""
+    import torch
+
     weight = pipe.unet.conv_in.weight
     return torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous() else torch.contiguous_format
 
@@ -135,6 +146,8 @@ def set_vae_tile_size(vae: Any, sample_size: int) -> None:
 @contextlib.contextmanager
 def autocast_context(perf: PerfConfig, device: torch.device, dtype: torch.dtype) -> Iterator[None]:
     """``torch.autocast`` in ``dtype`` when ``perf.autocast`` is on and dtype is a half type; else nothing."""
+    import torch
+
     if perf.autocast and dtype in (torch.float16, torch.bfloat16):
         with torch.autocast(device_type=device.type, dtype=dtype):
             yield

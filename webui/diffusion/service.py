@@ -18,10 +18,9 @@ import random
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from webui.config import AppConfig, MemoryMode, PerfConfig
@@ -31,6 +30,7 @@ from webui.diffusion.infotext import build_infotext, save_png
 from webui.diffusion.loading import ModelManager, PipelineSet
 from webui.diffusion.lora import apply_loras, lora_hashes_text, parse_lora_tags
 from webui.diffusion.noise import VariationSpec, batch_noise, inject_noise
+from webui.diffusion.preview import image_grid, latent_preview
 from webui.diffusion.perf import apply_perf, autocast_context, check_perf, resolve_device, resolve_dtype
 from webui.diffusion import speed
 from webui.diffusion.samplers import make_scheduler, schedule_type_of, split_sampler_name
@@ -50,20 +50,19 @@ from webui.diffusion.types import (
 from webui.jobs.job import JobControl
 from webui.upscale import postprocess_services
 
+if TYPE_CHECKING:  # torch is imported where it runs: building the first page does not need it
+    import torch
+
 log = logging.getLogger(__name__)
 
 TAB_DIRS = {"txt2img": "txt2img-images", "img2img": "img2img-images", "inpaint": "inpaint-images"}
 CFG_RANGE = (1.0, 30.0)
 MIN_SIDE = 64
 MAX_SEED = 2**32 - 1
+MAX_CLIP_SKIP = 12  # CLIP ViT-L has 12 layers
 MAX_MASK_BLUR = 64
 MAX_PADDING = 256
 PLACEHOLDER_DIR_NAME = "placeholder-tiny"
-PREVIEW_VAE_MAX_PARAMS = 5_000_000  # decode previews with the real VAE only when it is this small
-# Linear latent -> RGB approximation for SD1.x VAEs (rows: latent channels, cols: R, G, B)
-SD15_LATENT_RGB = torch.tensor(
-    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
-)
 
 
 class ImageService:
@@ -215,6 +214,7 @@ class ImageService:
         _int_in("batch_count", req.batch_count, 1, lim.max_batch)
         _int_in("seed", req.seed, -1, MAX_SEED)
         _int_in("subseed", req.subseed, -1, MAX_SEED)
+        _int_in("clip_skip", req.clip_skip, 1, MAX_CLIP_SKIP)
         if isinstance(req.subseed_strength, bool) or not isinstance(req.subseed_strength, (int, float)) \
                 or not 0.0 <= req.subseed_strength <= 1.0:
             raise ValueError(f"subseed_strength must be between 0 and 1, got {req.subseed_strength!r}")
@@ -250,9 +250,6 @@ class ImageService:
             if isinstance(req, Img2ImgRequest):
                 raise ValueError("hires fix (enable_hr) is a txt2img option")
             check_hires(req, self.upscalers, lim.max_side)
-            if self._variation(req).active:
-                raise ValueError("variation seed / seed resize with hires fix is not implemented yet: "
-                                 "set subseed_strength 0 or turn hires fix off")
         if req.restore_faces:
             self.face_restorer.check_available()
         if req.controlnet_units:
@@ -346,19 +343,10 @@ class ImageService:
         mask = imgs.to_mask(req.mask)
         return ImageOps.invert(mask) if req.invert_mask else mask
 
-    def _preview(self, pipes: PipelineSet, latents: torch.Tensor) -> Image.Image:
-        """Cheap preview of the first latent [1?, 4, h, w]: the VAE itself when tiny, else a linear map."""
-        lat = latents[:1].detach()
-        vae = pipes.txt2img.vae
-        with torch.no_grad():
-            if sum(p.numel() for p in vae.parameters()) <= PREVIEW_VAE_MAX_PARAMS:
-                x = vae.decode(lat.to(vae.dtype) / vae.config.scaling_factor).sample[0]
-                rgb = (x.float().clamp(-1, 1) + 1) / 2
-            else:
-                rgb = torch.einsum("chw,cr->rhw", lat[0].float().cpu(), SD15_LATENT_RGB)
-                rgb = ((rgb + 1) / 2).clamp(0, 1)
-        arr = (rgb.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        return Image.fromarray(arr)
+    @staticmethod
+    def _preview(pipes: PipelineSet, latents: torch.Tensor) -> Image.Image:
+        """Cheap preview of the whole batch (latents [B, 4, h, w]) as one grid (webui.diffusion.preview)."""
+        return latent_preview(pipes.txt2img.vae, latents)
 
     def _make_callback(self, pipes, batch_no: int, batch_count: int, control: JobControl) -> Callable:
         def on_step_end(pipe, i, t, kwargs):
@@ -424,7 +412,7 @@ class ImageService:
                 out_subseeds.append(subseed)
                 infotexts.append(info)
             control.report(0, req.steps, batch=b + 1, batches=req.batch_count,
-                           preview=batch_images[0] if batch_images else None)
+                           preview=image_grid(batch_images) if batch_images else None)
             if stopped:
                 interrupted = True
                 break
@@ -483,11 +471,16 @@ class ImageService:
 
     def _generate(self, kind, pipes: PipelineSet, req, prompt, seeds, prepared, callback, subseeds=None, cn=None,
                   cn_hr=None) -> list[Image.Image]:
+        import torch
+
         variation = self._variation(req)
-        noise = None
+        noise = noise_at = None
         if variation.active:  # A1111 "Extra" seed options: the service draws the initial noise itself
-            noise = batch_noise(seeds, subseeds or seeds, variation, req.width, req.height,
-                                int(pipes.txt2img.vae_scale_factor)).to(pipes.device, pipes.dtype)
+            def noise_at(width: int, height: int) -> torch.Tensor:
+                return batch_noise(seeds, subseeds or seeds, variation, width, height,
+                                   int(pipes.txt2img.vae_scale_factor)).to(pipes.device, pipes.dtype)
+
+            noise = noise_at(req.width, req.height)
         n = len(seeds)
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         common = dict(
@@ -500,8 +493,12 @@ class ImageService:
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
+            # A1111 counts the last layer as 1, diffusers counts the layers skipped
+            **({"clip_skip": int(req.clip_skip) - 1} if req.clip_skip > 1 else {}),
             **(cn.kwargs if cn is not None else {}),  # control images, weights, guidance ranges
         )
+        if req.clip_skip > 1:
+            _clip_skip_compat(pipes.txt2img.text_encoder)
         white = Image.new("L", (req.width, req.height), 255)
         fast = self.speed_for(req)
         size = self._largest_size(req)
@@ -511,9 +508,9 @@ class ImageService:
         with torch.inference_mode(), autocast_context(self._perf, pipes.device, pipes.dtype), adapters:
             if kind == "txt2img":
                 if req.hires is not None:
-                    set_sampler = lambda p, name: self._with_sampler(p, pipes, name)  # noqa: E731
+                    set_sampler = lambda p, name, eps=None: self._with_sampler(p, pipes, name, eps)  # noqa: E731
                     return generate_hires(pipes, req, prompt, common, self.upscalers, set_sampler, self._steps_for,
-                                          controlnet=(cn, cn_hr))
+                                          controlnet=(cn, cn_hr), noise_at=noise_at)
                 if pipes.is_inpaint_model:  # 9-channel UNet: inpaint everything from a blank canvas
                     pipe = self._with_sampler(cn.pipe if cn else pipes.inpaint, pipes, req.sampler, noise)
                     blank = Image.new("RGB", (req.width, req.height), (127, 127, 127))
@@ -561,6 +558,8 @@ class ImageService:
 
         The img2img pipeline takes 4-channel latents as its ``image`` and does not encode them again.
         """
+        import torch
+
         vae = pipe.vae
         pixels = pipe.image_processor.preprocess(image).to(device=vae.device, dtype=vae.dtype)
         latents = torch.cat([vae.encode(pixels).latent_dist.sample(g) for g in generators])
@@ -606,6 +605,7 @@ class ImageService:
             "Size": f"{req.width}x{req.height}",
             "Model hash": (model.sha256 or "")[:10] or None,
             "Model": model.name,
+            "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
         }
         variation = self._variation(req)
         if variation.subseed_strength > 0:
@@ -650,3 +650,11 @@ class ImageService:
         folder.mkdir(parents=True, exist_ok=True)
         numbers = [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
         return folder / f"{max(numbers, default=-1) + 1:05d}-{seed}.png"
+
+
+def _clip_skip_compat(text_encoder) -> None:
+    """diffusers' ``clip_skip`` reads ``text_encoder.text_model.final_layer_norm``; transformers 5 flattened
+    CLIPTextModel (its layers and ``final_layer_norm`` sit on the model itself). Point ``text_model`` at the
+    model, outside nn.Module's registry (no submodule cycle). Older transformers already have it."""
+    if not hasattr(text_encoder, "text_model") and hasattr(text_encoder, "final_layer_norm"):
+        object.__setattr__(text_encoder, "text_model", text_encoder)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from webui.diffusion import deepcache
+
+if TYPE_CHECKING:  # torch is imported where it runs: the CLI checks speed settings without it
+    import torch
 
 SPEED_MODES = ("off", "cache", "compile", "cache+compile")
 STATE_ATTR = "_studio_speed"  # what is applied to a UNet: {"compile": ..., "tome": ...}
@@ -78,6 +79,8 @@ def _compile_options(device: torch.device) -> dict:
 
 def _set_compile(unet: torch.nn.Module, kind: str | None, device: torch.device) -> None:
     """kind: None | "unet" (whole model) | "layers" (each cached layer, for cache+compile)."""
+    import torch
+
     cache = deepcache.installed(unet)
     if kind == "unet":
         if device.type == "cuda":

@@ -54,6 +54,7 @@ class Txt2ImgRequest:
     save: bool = True  # write PNGs with infotext under outputs/
     hires: Optional[HiresFix] = None  # txt2img only: A1111's enable_hr (None = off)
     restore_faces: bool = False  # GFPGAN on every output (webui.upscale.faces)
+    clip_skip: int = 1  # A1111's "Clip skip": 1 = the text encoder's last layer, 2 = the one before, ...
     controlnet_units: tuple = ()  # webui.controlnet.units.ControlNetUnit, up to 3 enabled
     # Speed settings for this request only (PerfConfig field -> value, see webui.diffusion.speed.SPEED_FIELDS);
     # A1111's override_settings. Empty = the Settings tab's values.

@@ -53,13 +53,13 @@ AXES: tuple[Axis, ...] = (
     Axis("Var. seed", int, "subseed"),
     Axis("Var. strength", float, "subseed_strength"),
     Axis("Steps", int, "steps"),
-    Axis("Hires steps", int, None, "txt2img", supported=False),
+    Axis("Hires steps", int, "hires.hr_second_pass_steps", "txt2img"),
     Axis("CFG Scale", float, "cfg_scale"),
     Axis("Image CFG Scale", float, None, "img2img", supported=False),
     Axis("Prompt S/R", str, None),
     Axis("Prompt order", str, None, supported=False),
     Axis("Sampler", str, "sampler", "txt2img", choices=True),
-    Axis("Hires sampler", str, None, "txt2img", supported=False),
+    Axis("Hires sampler", str, "hires.hr_sampler_name", "txt2img", choices=True),
     Axis("Sampler", str, "sampler", "img2img", choices=True),
     Axis("Checkpoint name", str, "model", cost=1.0, choices=True),
     Axis("Negative Guidance minimum sigma", float, None, supported=False),
@@ -72,24 +72,29 @@ AXES: tuple[Axis, ...] = (
     Axis("Schedule max sigma", float, None, supported=False),
     Axis("Schedule rho", float, None, supported=False),
     Axis("Eta", float, None, supported=False),
-    Axis("Clip skip", int, None, supported=False),
+    Axis("Clip skip", int, "clip_skip"),
     Axis("Denoising", float, "denoising_strength"),
     Axis("Initial noise multiplier", float, None, supported=False),
     Axis("Extra noise", float, None, supported=False),
-    Axis("Hires upscaler", str, None, "txt2img", supported=False),
+    Axis("Hires upscaler", str, "hires.hr_upscaler", "txt2img", choices=True),
     Axis("Cond. Image Mask Weight", float, None, "img2img", supported=False),
     Axis("VAE", str, "vae", cost=0.7, choices=True),
     Axis("Styles", str, None, choices=True),
     Axis("UniPC Order", int, None, supported=False),
-    Axis("Face restore", str, None, supported=False),
-    Axis("Token merging ratio", float, None, supported=False),
+    Axis("Face restore", str, "restore_faces", choices=True),
+    Axis("Token merging ratio", float, "speed.token_merging_ratio"),
     Axis("Token merging ratio high-res", float, None, supported=False),
     Axis("Always discard next-to-last sigma", str, None, supported=False),
     Axis("SGM noise multiplier", str, None, supported=False),
     Axis("Refiner checkpoint", str, None, supported=False),
     Axis("Refiner switch at", float, None, supported=False),
     Axis("RNG source", str, None, supported=False),
+    # not in A1111's list (so its indices stay A1111's): the image size
+    Axis("Width", int, "width"),
+    Axis("Height", int, "height"),
+    Axis("Size", str, None),  # "WxH"
 )
+BOOL_CHOICES = ("True", "False")  # the Face restore axis
 
 
 def axes_for(tab: str) -> list[Axis]:
@@ -219,8 +224,24 @@ def apply_axis(axis: Axis, req: Txt2ImgRequest, value: Any, values: list) -> Txt
                                    negative_prompt=req.negative_prompt.replace(search, value))
     if axis.label == "Styles":
         return dataclasses.replace(req, styles=tuple(req.styles) + tuple(s.strip() for s in value.split(",") if s.strip()))
+    if axis.label == "Size":
+        m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(value))
+        if not m:
+            raise ValueError(f"x/y/z plot: a Size value must look like 512x768, got {value!r}")
+        return dataclasses.replace(req, width=int(m[1]), height=int(m[2]))
     if axis.field == "denoising_strength" and not isinstance(req, Img2ImgRequest):
         raise ValueError("x/y/z plot: the Denoising axis needs img2img or inpaint")
+    if axis.field.startswith("hires."):
+        if req.hires is None:
+            raise ValueError(f"x/y/z plot: the {axis.label} axis needs hires fix turned on")
+        return dataclasses.replace(req, hires=dataclasses.replace(req.hires, **{axis.field[len("hires."):]: value}))
+    if axis.field.startswith("speed."):
+        overrides = dict(req.speed_overrides) | {axis.field[len("speed."):]: value}
+        return dataclasses.replace(req, speed_overrides=tuple(overrides.items()))
+    if axis.field == "restore_faces":
+        if str(value) not in BOOL_CHOICES:
+            raise ValueError(f"x/y/z plot: Face restore values are True or False, got {value!r}")
+        value = str(value) == "True"
     if axis.field == "vae" and value in ("None", "Automatic"):
         value = None
     return dataclasses.replace(req, **{axis.field: value})
@@ -231,7 +252,7 @@ def format_label(axis: Axis, value: Any) -> str:
         return ""
     if isinstance(value, float):
         value = round(value, 8)
-    if axis.label in ("Prompt S/R", "Sampler", "Checkpoint name", "VAE", "Styles"):
+    if axis.label in ("Prompt S/R", "Sampler", "Checkpoint name", "VAE", "Styles", "Hires sampler", "Hires upscaler"):
         return str(value)
     return f"{axis.label}: {value}"
 

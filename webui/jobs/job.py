@@ -8,6 +8,7 @@ A bare ``JobControl()`` (never cancelled, reports nowhere) lets engines run outs
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 import uuid
@@ -17,7 +18,11 @@ from typing import Any, Callable, Optional
 
 from webui.jobs.scheduler import Cancelled
 
+log = logging.getLogger(__name__)
+
 PREVIEW_MIN_INTERVAL_S = 0.5  # engines compute a live preview at most this often
+PREVIEW_FIRST_S = 0.25  # ... the first one this long after the first step (the first steps show only noise)
+PREVIEW_BUDGET = 0.03  # ... and previews take at most this share of the time (a big batch's grid comes less often)
 
 
 class JobStatus(str, enum.Enum):
@@ -113,10 +118,12 @@ class Job:
         self.skip_event = threading.Event()
         self.waiting_turn = False  # running, but paused at a batch boundary for another owner's job
         self._done = threading.Event()
+        self._done_callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._progress: dict[str, Any] = {"step": 0, "steps": 0, "batch": 0, "batches": 1, "text": ""}
         self._preview: Any = None
-        self._last_preview = 0.0
+        self._next_preview: Optional[float] = None  # monotonic time from which the next preview is due
+        self._preview_asked: Optional[float] = None  # when the engine was told to make the preview it is making
 
     # ---------------------------------------------------------------- commands
     def cancel(self, reason: CancelReason = CancelReason.CANCEL) -> None:
@@ -131,12 +138,25 @@ class Job:
     def done(self) -> bool:
         return self._done.is_set()
 
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the job has finished (at once if it has). It runs in the runner's
+        thread: keep it short (e.g. ``loop.call_soon_threadsafe(event.set)``)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._done_callbacks.append(callback)
+                return
+        callback()
+
     # ---------------------------------------------------------------- progress
     def set_progress(self, *, preview: Any = None, **fields: Any) -> None:
         with self._lock:
             self._progress.update(fields)
             if preview is not None:
                 self._preview = preview
+                if self._preview_asked is not None:  # the preview mark_preview asked for: it cost this long
+                    cost = time.monotonic() - self._preview_asked
+                    self._next_preview = self._preview_asked + max(PREVIEW_MIN_INTERVAL_S, cost / PREVIEW_BUDGET)
+                    self._preview_asked = None
 
     def progress(self) -> dict[str, Any]:
         """Snapshot: step, steps, batch, batches, text, fraction 0-1, elapsed and eta in seconds."""
@@ -160,14 +180,28 @@ class Job:
         self.result = result
         self.error = error
         self.finished = time.time()
-        self._done.set()
+        with self._lock:
+            self._done.set()
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # e.g. the event loop of a watcher that has gone: the job is done regardless
+                log.debug("a done callback of %r failed", self, exc_info=True)
 
     def mark_preview(self) -> bool:
+        """Whether the engine should make a live preview now: PREVIEW_FIRST_S after the first ask, then at most
+        every PREVIEW_MIN_INTERVAL_S, and rarer when a preview costs more than PREVIEW_BUDGET of the time."""
         now = time.monotonic()
-        if now - self._last_preview >= PREVIEW_MIN_INTERVAL_S:
-            self._last_preview = now
+        with self._lock:
+            if self._next_preview is None:
+                self._next_preview = now + PREVIEW_FIRST_S
+                return False
+            if now < self._next_preview:
+                return False
+            self._next_preview = now + PREVIEW_MIN_INTERVAL_S
+            self._preview_asked = now
             return True
-        return False
 
     def __repr__(self) -> str:
         return f"Job({self.id[:8]} {self.kind} owner={self.owner!r} {self.status.value})"

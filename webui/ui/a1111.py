@@ -138,35 +138,80 @@ class ScriptWidgets:
     draw_legend: gr.Checkbox
     include_lone_images: gr.Checkbox
     no_fixed_seeds: gr.Checkbox
+    x_values_dropdown: gr.Dropdown | None = None  # the values of axes with fixed choices (sampler, checkpoint...)
+    y_values_dropdown: gr.Dropdown | None = None
+    z_values_dropdown: gr.Dropdown | None = None
 
     def fields(self) -> dict:
-        return {"script": self.script, "xyz_x_type": self.x_type, "xyz_x_values": self.x_values,
-                "xyz_y_type": self.y_type, "xyz_y_values": self.y_values, "xyz_z_type": self.z_type,
-                "xyz_z_values": self.z_values, "xyz_draw_legend": self.draw_legend,
-                "xyz_include_lone_images": self.include_lone_images, "xyz_no_fixed_seeds": self.no_fixed_seeds}
+        fields = {"script": self.script, "xyz_x_type": self.x_type, "xyz_x_values": self.x_values,
+                  "xyz_y_type": self.y_type, "xyz_y_values": self.y_values, "xyz_z_type": self.z_type,
+                  "xyz_z_values": self.z_values, "xyz_draw_legend": self.draw_legend,
+                  "xyz_include_lone_images": self.include_lone_images, "xyz_no_fixed_seeds": self.no_fixed_seeds}
+        for axis in "xyz":
+            drop = getattr(self, f"{axis}_values_dropdown")
+            if drop is not None:
+                fields[f"xyz_{axis}_values_dropdown"] = drop
+        return fields
 
 
-def script_panel(tab: str) -> ScriptWidgets:
-    """A1111's "Script" dropdown with the X/Y/Z plot (values: "1-5", "7, 9", "1-9 (+2)", "1-10 [4]")."""
+def axis_choices(services, label: str) -> list[str] | None:
+    """The fixed values of an X/Y/Z axis (A1111 shows a dropdown for these), None for free-text axes."""
+    from webui.diffusion.samplers import SAMPLER_NAMES
+    from webui.diffusion.xyz import BOOL_CHOICES
+
+    if services is None:
+        return None
+    if label in ("Sampler", "Hires sampler"):
+        return list(SAMPLER_NAMES)
+    if label == "Checkpoint name":
+        return [m.title for m in services.image.list_models()]
+    if label == "VAE":
+        return ["None"] + services.image.list_vaes()
+    if label == "Styles":
+        return services.image.styles.names()
+    if label == "Hires upscaler":
+        from webui.ui.hires import upscaler_choices
+
+        return upscaler_choices(services)
+    if label == "Face restore":
+        return list(BOOL_CHOICES)
+    return None
+
+
+def script_panel(tab: str, services=None) -> ScriptWidgets:
+    """A1111's "Script" dropdown with the X/Y/Z plot (values: "1-5", "7, 9", "1-9 (+2)", "1-10 [4]"; axes with
+    fixed choices, e.g. sampler, checkpoint, styles, pick their values from a dropdown)."""
     from webui.diffusion.xyz import supported_labels
 
     labels = supported_labels("txt2img" if tab == "txt2img" else "img2img")
     script = gr.Dropdown(list(SCRIPTS), value=SCRIPTS[0], label="Script", elem_id=f"{tab}_script")
     with gr.Group(visible=False) as box:
-        rows = []
+        rows, drops = [], []
         for axis, default in (("X", "Seed"), ("Y", "Nothing"), ("Z", "Nothing")):
             with gr.Row():
                 kind = gr.Dropdown(labels, value=default, label=f"{axis} type", elem_id=f"{tab}_xyz_{axis.lower()}_type")
                 values = gr.Textbox(value="", label=f"{axis} values", elem_id=f"{tab}_xyz_{axis.lower()}_values",
                                     placeholder="e.g. 1-5, or 7, 9, or Euler a, DDIM")
+                drop = gr.Dropdown([], value=[], multiselect=True, label=f"{axis} values", visible=False,
+                                   elem_id=f"{tab}_xyz_{axis.lower()}_values_dropdown")
+
+            def switch(label: str):
+                choices = axis_choices(services, label)
+                if choices is None:
+                    return gr.Textbox(visible=True), gr.Dropdown(choices=[], value=[], visible=False)
+                return gr.Textbox(visible=False), gr.Dropdown(choices=choices, value=[], visible=True)
+
+            kind.change(switch, inputs=kind, outputs=[values, drop], api_name=False, queue=False,
+                        show_progress="hidden")
             rows += [kind, values]
+            drops.append(drop)
         with gr.Row():
             legend = gr.Checkbox(value=True, label="Draw legend", elem_id=f"{tab}_xyz_draw_legend")
             lone = gr.Checkbox(value=False, label="Include sub images", elem_id=f"{tab}_xyz_include_lone_images")
             keep = gr.Checkbox(value=False, label="Keep -1 for seeds", elem_id=f"{tab}_xyz_no_fixed_seeds")
     script.change(lambda s: gr.Group(visible=s == SCRIPTS[1]), inputs=script, outputs=box, api_name=False,
                   queue=False, show_progress="hidden")
-    return ScriptWidgets(script, *rows, legend, lone, keep)
+    return ScriptWidgets(script, *rows, legend, lone, keep, *drops)
 
 
 def script_request_fields(values: dict) -> dict[str, Any]:
@@ -175,9 +220,10 @@ def script_request_fields(values: dict) -> dict[str, Any]:
         return {}
     from webui.diffusion.xyz import XYZArgs
 
+    drops = {f"{a}_values_dropdown": tuple(values.get(f"xyz_{a}_values_dropdown") or ()) for a in "xyz"}
     return {"script": XYZArgs(
         x_type=values["xyz_x_type"], x_values=values["xyz_x_values"] or "",
         y_type=values["xyz_y_type"], y_values=values["xyz_y_values"] or "",
         z_type=values["xyz_z_type"], z_values=values["xyz_z_values"] or "",
         draw_legend=bool(values["xyz_draw_legend"]), include_lone_images=bool(values["xyz_include_lone_images"]),
-        no_fixed_seeds=bool(values["xyz_no_fixed_seeds"]), csv_mode=True)}
+        no_fixed_seeds=bool(values["xyz_no_fixed_seeds"]), **drops)}

@@ -17,6 +17,7 @@ from webui.diffusion.types import ImageResult
 from webui.jobs import Job, JobStatus
 from webui.ui.a1111 import (ScriptWidgets, SeedWidgets, script_panel, script_request_fields, seed_request_fields,
                             seed_row, styles_row, wire_reuse_seed)
+from webui.ui.i18n import request_language, translate_error
 from webui.ui.sendto import send_to_buttons
 
 PREVIEW_INTERVAL_S = 0.3  # how often the live preview / progress bar refresh
@@ -112,7 +113,7 @@ def generation_widgets(tab: str, samplers: list[str], native: int, *, extra: Cal
                 with gr.Row():
                     batch_count = gr.Slider(1, 16, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
                     batch_size = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
-            script = script_panel(tab)
+            script = script_panel(tab, services)
         with gr.Column(scale=1):
             # object_fit contain + auto height: a square image is shown whole, never cropped to the frame
             gallery = gr.Gallery(label="Results", columns=2, height="auto", object_fit="contain", format="png", type="filepath",
@@ -151,7 +152,7 @@ async def submit_job(services, kind: str, job_request: Any, request: gr.Request 
     try:
         return await asyncio.to_thread(services.jobs.submit, kind, job_request, owner=owner, session=session)
     except (ValueError, FileNotFoundError) as e:
-        raise gr.Error(str(e)) from e
+        raise gr.Error(translate_error(str(e), request_language(request))) from e
 
 
 def progress_text(jobs, job: Job) -> tuple[Any, str]:
@@ -181,6 +182,9 @@ async def watch_job(jobs, job: Job, progress: gr.Progress | None) -> AsyncIterat
     in the engine too: it stops within one step. A closed tab is handled by ``JobQueue.cancel_session``.
     """
     last_preview = None
+    finished = asyncio.Event()  # set the moment the job ends: its result is not held back a whole interval
+    loop = asyncio.get_running_loop()
+    job.on_done(lambda: loop.call_soon_threadsafe(finished.set))
     try:
         while not job.done:
             if progress is not None:
@@ -190,28 +194,31 @@ async def watch_job(jobs, job: Job, progress: gr.Progress | None) -> AsyncIterat
             if preview is not None and preview is not last_preview:
                 last_preview = preview
                 yield {"preview": preview}
-            await asyncio.sleep(PREVIEW_INTERVAL_S)
+            try:
+                await asyncio.wait_for(finished.wait(), PREVIEW_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
     except BaseException:  # asyncio.CancelledError / GeneratorExit: the browser no longer waits
         if not job.done:
             jobs.cancel(job)
         raise
 
 
-def job_value(job: Job) -> Any:
-    """The finished job's engine result; its error as gr.Error (input errors) or re-raised."""
+def job_value(job: Job, request: gr.Request | None = None) -> Any:
+    """The finished job's engine result; its error as gr.Error (input errors, in the page's language) or re-raised."""
     if job.status is JobStatus.FAILED:
         if isinstance(job.exception, (ValueError, FileNotFoundError, RuntimeError)):
-            raise gr.Error(str(job.exception))
+            raise gr.Error(translate_error(str(job.exception), request_language(request)))
         raise job.exception or gr.Error(job.error or "the job failed")
     if job.result is None or job.result.value is None:
         raise gr.Error(f"The job was {job.status.value} before it produced anything.")
     return job.result.value
 
 
-async def wait_for_job(jobs, job: Job, progress: gr.Progress | None) -> Any:
+async def wait_for_job(jobs, job: Job, progress: gr.Progress | None, request: gr.Request | None = None) -> Any:
     async for _ in watch_job(jobs, job, progress):
         pass
-    return job_value(job)
+    return job_value(job, request)
 
 
 async def stream_image_job(services, kind: str, job_request: Any, request: gr.Request | None,
@@ -221,7 +228,7 @@ async def stream_image_job(services, kind: str, job_request: Any, request: gr.Re
     progress(0, desc="Queued")
     async for update in watch_job(services.jobs, job, progress):
         yield gr.skip(), update["preview"], gr.skip()
-    result: ImageResult = job_value(job)
+    result: ImageResult = job_value(job, request)
     # The saved PNGs carry the A1111 "parameters" text; PIL images would be re-encoded without it.
     shown = [str(p) for p in result.paths] if len(result.paths) == len(result.images) else result.images
     yield [(img, f"seed {seed}") for img, seed in zip(shown, result.seeds)], gr.skip(), result_info(result)

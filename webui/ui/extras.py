@@ -100,7 +100,7 @@ def build(services: Services) -> None:
         except (ValueError, FileNotFoundError) as e:
             raise gr.Error(str(e)) from e
         job = await submit_job(services, "extras", extras_request, request)
-        result = await wait_for_job(services.jobs, job, progress)
+        result = await wait_for_job(services.jobs, job, progress, request)
         size = f"{result.images[0].width}x{result.images[0].height}"
         text = f"{len(result.images)} image(s), {size}\n{result.html_info}"
         if result.paths:

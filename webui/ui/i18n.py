@@ -10,12 +10,14 @@ the page report that language to Gradio's frontend before it starts.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import gradio as gr
 
 LANGUAGES = {"English": "en", "简体中文": "zh-CN"}
 STORAGE_KEY = "sd-studio-language"
+LANGUAGE_COOKIE = "sd_studio_language"  # the page's language, for messages the server writes (errors)
 
 ZH_CN: dict[str, str] = {
     # model bar and tabs
@@ -38,7 +40,9 @@ ZH_CN: dict[str, str] = {
     "Include sub images": "包含单张图片", "Keep -1 for seeds": "种子保持 -1",
     "Nothing": "无", "Var. seed": "差异种子", "Var. strength": "差异强度", "Steps": "步数",
     "CFG Scale": "CFG 系数", "Prompt S/R": "提示词搜索/替换", "Sampler": "采样器", "Checkpoint name": "模型名称",
-    "Denoising": "重绘幅度", "VAE": "VAE",
+    "Denoising": "重绘幅度", "VAE": "VAE", "Hires steps": "高分辨率步数", "Hires sampler": "高分辨率采样器",
+    "Hires upscaler": "高分辨率放大算法", "Clip skip": "跳过 CLIP 层数", "Face restore": "面部修复",
+    "Token merging ratio": "Token 合并比例", "Size": "尺寸",
     # results
     "Results": "生成结果", "Send to img2img": "发送到图生图", "Send to inpaint": "发送到局部重绘",
     "Send to talking head": "发送到数字人说话", "Send to txt2img": "发送到文生图", "Live preview": "实时预览",
@@ -101,6 +105,66 @@ ZH_CN: dict[str, str] = {
         "此文件不是音频。请上传 WAV、MP3、M4A、OGG 或 FLAC 文件。",
 }
 
+# Request field names, as the core's errors name them
+ZH_FIELDS: dict[str, str] = {
+    "width": "宽度", "height": "高度", "steps": "采样步数", "cfg_scale": "CFG 系数", "batch_size": "每批数量",
+    "batch_count": "生成批次", "seed": "随机种子", "subseed": "差异随机种子", "subseed_strength": "差异强度",
+    "denoising_strength": "重绘幅度", "mask_blur": "蒙版模糊", "inpaint_full_res_padding": "蒙版边缘预留像素",
+    "clip_skip": "跳过 CLIP 层数", "seed_resize_from_w": "从宽度调整种子", "seed_resize_from_h": "从高度调整种子",
+    "hr_scale": "放大倍数", "hr_second_pass_steps": "高分辨率步数", "image": "图片", "mask": "蒙版",
+}
+
+
+def _field(name: str) -> str:
+    return f"{ZH_FIELDS[name]}（{name}）" if name in ZH_FIELDS else name
+
+
+# The core's common errors (ValueError text) -> Chinese; groups are kept ({0}, {1}, ...; field names translated)
+ZH_ERRORS: list[tuple[re.Pattern, str]] = [(re.compile(p, re.S), zh) for p, zh in (
+    (r"(\w+) must be between (\S+) and (\S+), got (.+)", "{0} 必须介于 {1} 和 {2} 之间，当前为 {3}"),
+    (r"(\w+) must be a multiple of 8, got (.+)", "{0} 必须是 8 的倍数，当前为 {1}"),
+    (r"(\w+) must be an integer, got (.+)", "{0} 必须是整数，当前为 {1}"),
+    (r"(\w+) must be 0 \(off\) or a multiple of 8, got (.+)", "{0} 必须为 0（关闭）或 8 的倍数，当前为 {1}"),
+    (r"Unknown sampler (.+?); valid samplers: (.+)", "未知的采样器 {0}；可用的采样器：{1}"),
+    (r"Unknown model (.+?); available: (.+)", "未知的模型 {0}；可用的模型：{1}"),
+    (r"Unknown VAE (.+?): put it in models/VAE; available: (.+)", "未知的 VAE {0}：请放到 models/VAE；可用：{1}"),
+    (r"Unknown LoRA (.+?): no such file in (.+?) \(models/Lora\); available: (.+)",
+     "未知的 LoRA {0}：{1}（models/Lora）中没有这个文件；可用：{2}"),
+    (r"mask is empty \(no white pixels\): nothing to inpaint", "蒙版为空（没有白色像素）：没有需要重绘的区域"),
+    (r"(\w+) is (\d+)x(\d+) = (\d+) pixels, above the limit of (\d+)", "{0} 为 {1}x{2} = {3} 像素，超过上限 {4}"),
+    (r"(\w+) is required", "需要提供{0}"),
+    (r"prompt and negative_prompt must be strings", "提示词和反向提示词必须是文本"),
+    (r"Nothing to send yet: generate or upload an image first", "还没有可发送的图片：请先生成或上传一张图片"),
+    (r"hires size (\d+x\d+) exceeds the largest side (\d+)", "高分辨率尺寸 {0} 超过最大边长 {1}"),
+    (r"x/y/z plot: the (.+?) axis needs hires fix turned on", "X/Y/Z 图表：{0} 轴需要开启高分辨率修复"),
+    (r"x/y/z plot: (.+)", "X/Y/Z 图表：{0}"),
+)]
+
+
+def translate_error(message: str, lang: str | None) -> str:
+    """An error the core raised (English) in the user's language ``lang`` ("zh-CN", "en", None = English).
+    Known sentences are translated with their values kept; unknown ones stay English."""
+    if not lang or not lang.lower().startswith("zh"):
+        return message
+    for pattern, zh in ZH_ERRORS:
+        if m := pattern.fullmatch(message.strip()):
+            return zh.format(*(_field(g) for g in m.groups()))
+    return message
+
+
+def request_language(request: Any) -> str | None:
+    """The language of the page that sent ``request`` (a gr.Request): the switch's cookie, else the browser's."""
+    if request is None:
+        return None
+    cookies = getattr(request, "cookies", None) or {}
+    lang = cookies.get(LANGUAGE_COOKIE) if hasattr(cookies, "get") else None
+    if lang:
+        return lang
+    headers = getattr(request, "headers", None) or {}
+    accept = headers.get("accept-language", "") if hasattr(headers, "get") else ""
+    return accept.split(",")[0].split(";")[0].strip() or None
+
+
 TRANSLATIONS = {"en": {}, "zh-CN": ZH_CN}
 I18N = gr.I18n(**TRANSLATIONS)
 
@@ -109,6 +173,7 @@ LANGUAGE_HEAD = f"""<script>
 (function () {{
   try {{
     var lang = window.localStorage.getItem("{STORAGE_KEY}");
+    document.cookie = "{LANGUAGE_COOKIE}=" + encodeURIComponent(lang || navigator.language || "en") + "; path=/; SameSite=Lax";
     if (lang) {{
       Object.defineProperty(window.navigator, "language", {{get: function () {{ return lang; }}}});
       Object.defineProperty(window.navigator, "languages", {{get: function () {{ return [lang]; }}}});
@@ -122,6 +187,7 @@ SWITCH_JS = f"""(choice) => {{
   const lang = {{"English": "en", "简体中文": "zh-CN"}}[choice] || "en";
   const current = window.localStorage.getItem("{STORAGE_KEY}") || navigator.language;
   window.localStorage.setItem("{STORAGE_KEY}", lang);
+  document.cookie = "{LANGUAGE_COOKIE}=" + lang + "; path=/; SameSite=Lax";
   if (!current.startsWith(lang.slice(0, 2))) window.location.reload();
   return choice;
 }}"""

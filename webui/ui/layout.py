@@ -86,6 +86,7 @@ def build_ui(services: Services) -> gr.Blocks:
             wire_send_to(demo, tabs, w.send_to, w.gallery, index_state=selected, prompt=w.prompt,
                          negative=w.negative_prompt, prompt_targets=prompt_targets)
         wire_send_to(demo, tabs, png.send_to, png.upload)
+        pnginfo.wire_send_parameters(png, {"img2img": i2i, "inpaint": inp})
         # every label / help text / choice in the chosen language (webui.ui.i18n holds the strings)
         translate_blocks(demo)
         demo.load(None, inputs=None, outputs=switch, js=CURRENT_JS, api_name=False, queue=False)

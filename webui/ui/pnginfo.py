@@ -1,4 +1,5 @@
-"""The PNG Info tab: read the A1111 ``parameters`` text of any PNG and send it to txt2img."""
+"""The PNG Info tab: read the A1111 ``parameters`` text of any PNG and send it, with its prompt and
+parameters, to txt2img, img2img or inpaint."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def read_info(path: str | None) -> tuple[str, dict]:
 
 
 def fields_for_txt2img(params: dict, w: GenerationWidgets) -> dict:
-    """Parsed infotext -> updates of the txt2img widgets (only the keys present)."""
+    """Parsed infotext -> updates of a tab's generation widgets (txt2img, img2img, inpaint; only the keys present)."""
     updates: dict = {}
     mapping = {
         "Prompt": (w.prompt, str),
@@ -57,10 +58,34 @@ def fields_for_txt2img(params: dict, w: GenerationWidgets) -> dict:
     return updates
 
 
+def generation_targets(w: GenerationWidgets) -> list:
+    """The widgets ``fields_for_txt2img`` may update, in a fixed order (a handler's outputs)."""
+    return [w.prompt, w.negative_prompt, w.sampler, w.steps, w.cfg_scale, w.seed, w.width, w.height, w.seeds.extra,
+            w.seeds.subseed, w.seeds.subseed_strength, w.seeds.resize_w, w.seeds.resize_h]
+
+
+def parameter_updates(params: dict | None, w: GenerationWidgets, targets: list) -> list:
+    updates = fields_for_txt2img(params or {}, w)
+    return [gr.update(value=updates[t]) if t in updates else gr.skip() for t in targets]
+
+
 @dataclass
 class PngInfoWidgets:
     upload: gr.Image
     send_to: dict[str, gr.Button]  # img2img / inpaint, wired by the layout (webui.ui.sendto)
+    parsed: gr.JSON  # the parsed parameters of the uploaded PNG
+
+
+def wire_send_parameters(png: PngInfoWidgets, widgets: dict[str, GenerationWidgets]) -> None:
+    """PNG Info -> img2img / inpaint: besides the image (webui.ui.sendto wires that), the prompt, negative
+    prompt, seed (and variation seed), steps, sampler, CFG scale and size, as PNG Info -> txt2img does."""
+    for tab_id, w in widgets.items():
+        button = png.send_to.get(tab_id)
+        if button is None:
+            continue
+        targets = generation_targets(w)
+        button.click(lambda params, _w=w, _t=targets: parameter_updates(params, _w, _t), inputs=png.parsed,
+                     outputs=targets, api_name=False)
 
 
 def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoWidgets:
@@ -76,9 +101,7 @@ def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> Png
     upload.change(guard(read_info), inputs=upload, outputs=[text, parsed], api_name="png_info")
 
     hires_widgets = getattr(txt2img, "hires", {})
-    targets = [txt2img.prompt, txt2img.negative_prompt, txt2img.sampler, txt2img.steps, txt2img.cfg_scale,
-               txt2img.seed, txt2img.width, txt2img.height, txt2img.seeds.extra, txt2img.seeds.subseed,
-               txt2img.seeds.subseed_strength, txt2img.seeds.resize_w, txt2img.seeds.resize_h] + list(hires_widgets.values())
+    targets = generation_targets(txt2img) + list(hires_widgets.values())
 
     def send_to_txt2img(params: dict):
         updates = fields_for_txt2img(params or {}, txt2img)
@@ -88,4 +111,4 @@ def build(txt2img: GenerationWidgets, tabs: gr.Tabs, txt2img_tab_id: str) -> Png
             gr.Tabs(selected=txt2img_tab_id)]
 
     send.click(send_to_txt2img, inputs=parsed, outputs=targets + [tabs], api_name=False)
-    return PngInfoWidgets(upload, send_to)
+    return PngInfoWidgets(upload, send_to, parsed)

@@ -119,7 +119,7 @@ def build(services: Services) -> None:
             audios = []
         if len(images) == 1 and len(audios) <= 1:
             job = await submit_job(services, "talking_head", job_request, request)
-            result = await wait_for_job(services.jobs, job, progress)
+            result = await wait_for_job(services.jobs, job, progress, request)
             lines = [f"**{result.frames} frames, {result.duration:.2f} s** → `{result.video_path}`", ""]
             lines += [f"- {stage}: {seconds:.2f} s" for stage, seconds in result.timings.items()]
             spoken = str(result.speech_path) if result.speech_path else None
@@ -134,7 +134,7 @@ def build(services: Services) -> None:
         out_dir = services.talking_head.output_path(job_request).with_suffix("")
         job = await submit_job(services, "talking_head_batch", TalkingHeadBatch(job_request, tuple(pairs), out_dir),
                                request)
-        batch = await wait_for_job(services.jobs, job, progress)
+        batch = await wait_for_job(services.jobs, job, progress, request)
         lines = [f"**{len(batch.done)} of {len(batch.items)} videos** → `{out_dir}`", ""]
         for item in batch.items:
             name = f"{Path(item.image).name} + {Path(item.audio).name if item.audio else 'text'}"
