@@ -5,8 +5,9 @@ built ``from_unet`` (a copy of the demo UNet's encoder and mid block, zero-initi
 convolutions), with a small conditioning embedding (three stride-2 convolutions, 128 px sketch ->
 16x16). The demo model's VAE, text encoder and UNet stay frozen. Training pairs are drawn by
 ``webui.train.sketch_data`` (sketch, scene, caption); the scenes' latents and the captions' text
-embeddings are cached once. Loss: epsilon MSE, with the x0-error weight of the noisiest timesteps
-raised to ``high_noise_weight`` (``trainer.loss_weight``), since the layout is decided there.
+embeddings are cached once. Loss: plain epsilon MSE over timesteps drawn toward high noise
+(``timestep_sampling`` "cubic", the T2I-Adapter schedule), since the layout is decided there; runs 1-2
+drew them uniformly and raised the x0-error weight of the noisy ones instead (``high_noise_weight``).
 
 A checkpoint every ``checkpoint_every`` steps (weights, EMA, optimizer, RNG) resumes automatically;
 the batch of step ``s`` is a pure function of (seed, s). The result is a diffusers ControlNet folder
@@ -41,8 +42,8 @@ class ControlTrainConfig:
     ema_decay: float = 0.998
     pool_size: int = 6000
     cond_dropout: float = 0.1  # empty-caption probability (so classifier-free guidance works with it)
-    high_noise_weight: float = 0.25  # x0-error weight floor of the noisy timesteps (0: plain epsilon MSE)
-    timestep_sampling: str = "uniform"  # or "cubic": t = (1 - u**3) T, 79 % in the noisiest half
+    high_noise_weight: float = 0.0  # x0-error weight floor of the noisy timesteps (0: plain epsilon MSE; runs 1-2: 0.25)
+    timestep_sampling: str = "cubic"  # or "uniform" (runs 1-2): t = (1 - u**3) T, 79 % in the noisiest half
     embedding_channels: tuple = (8, 16, 32, 64)  # conditioning embedding: 3 stride-2 steps (8x), cheap at 128 px
     checkpoint_every: int = 250
     seed: int = 0
