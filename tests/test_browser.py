@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.app_fixtures import LOGIN
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
-SHOTS = Path(os.environ["SCREENSHOT_DIR"]) if os.environ.get("SCREENSHOT_DIR") else None
+from tests.browser_helpers import launched_browser, log_in, new_page, shot
 
 
 @pytest.fixture(scope="module")
 def page(live_server):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed: run bash scripts/install.sh --test")
     url, _ = live_server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(120_000)
-        page.goto(url)
-        yield page
-        browser.close()
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    with launched_browser() as browser:
+        yield new_page(browser, url)
 
 
 def test_login_then_txt2img(page):
@@ -44,10 +24,7 @@ def test_login_then_txt2img(page):
     page.get_by_label("password").fill("bad-password")
     page.get_by_role("button", name="Login").click()
     page.get_by_text("Incorrect", exact=False).wait_for()
-    page.get_by_label("username").fill(LOGIN[0])
-    page.get_by_label("password").fill(LOGIN[1])
-    page.get_by_role("button", name="Login").click()
-    page.locator("#txt2img_prompt textarea").wait_for()
+    log_in(page, LOGIN)
 
     page.locator("#txt2img_prompt textarea").fill("a large red circle in the center, white background")
     page.locator("#txt2img_generate").click()
@@ -176,8 +153,10 @@ def test_talking_head_typed_text_in_browser(page, tmp_path):
     page.locator("#talk_image input[type=file]").set_input_files(str(face))
     page.locator("#talk_image img").first.wait_for(state="visible")
     page.get_by_text("Or type the speech", exact=False).click()
-    page.locator("#talk_text textarea").fill("Good morning, team. This is typed text.")
-    page.wait_for_timeout(300)
+    typed = page.locator("#talk_text textarea")
+    typed.fill("Good morning, team. This is typed text.")
+    typed.press("Tab")  # blur: the textbox's value reaches gradio's state before Generate reads it
+    page.wait_for_timeout(500)
     page.locator("#talk_generate").click()
     page.locator("#talk_video video").wait_for(state="visible")
     page.locator("#talk_speech").get_by_text(".wav", exact=False).first.wait_for()

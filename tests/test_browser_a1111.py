@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app_fixtures import LOGIN
-from tests.test_browser import CHROMIUM, FLAGS, shot
+from tests.browser_helpers import launched_browser, logged_in_page, shot
 
 
 @pytest.fixture(scope="module")
 def page(live_server):
-    from pathlib import Path
-
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed: run bash scripts/install.sh --test")
     url, _ = live_server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(120_000)
-        page.goto(url)
-        page.get_by_label("username").fill(LOGIN[0])
-        page.get_by_label("password").fill(LOGIN[1])
-        page.get_by_role("button", name="Login").click()
-        page.locator("#txt2img_prompt textarea").wait_for()
-        yield page
-        browser.close()
+    with launched_browser() as browser:
+        yield logged_in_page(browser, url)
 
 
 def test_gallery_seed_buttons_and_send_to(page, tmp_path):

@@ -5,26 +5,16 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from tests.app_fixtures import LOGIN
-from tests.test_browser import CHROMIUM, FLAGS, shot  # noqa: F401  (same browser setup)
+from tests.browser_helpers import launched_browser, logged_in_page, shot
 
 
 def test_extras_tab_upscales_and_hires_accordion(live_server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     url, _ = live_server
     source = tmp_path / "source.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(source)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(120_000)
-        page.goto(url)
-        page.get_by_label("username").fill(LOGIN[0])
-        page.get_by_label("password").fill(LOGIN[1])
-        page.get_by_role("button", name="Login").click()
-        page.locator("#txt2img_prompt textarea").wait_for()
+    with launched_browser() as browser:
+        page = logged_in_page(browser, url)
 
         page.locator("#txt2img_hires_fix").click()  # opens the accordion
         page.locator("#txt2img_enable_hr").wait_for(state="visible")
@@ -54,4 +44,3 @@ def test_extras_tab_upscales_and_hires_accordion(live_server, tmp_path):
         page.locator("#extras_generate").click()
         page.wait_for_function("el => el.value.includes('1 image(s), 128x96') && el.value.includes('Saved')",
                                arg=info.element_handle())
-        browser.close()

@@ -10,34 +10,18 @@ import time
 import pytest
 
 from tests.app_fixtures import BOB, LOGIN, slowed_unet
-from tests.test_browser import CHROMIUM, FLAGS, shot
-from tests.test_jobs_live import running_job, wait_for
+from tests.browser_helpers import launched_browser, logged_in_page, shot
+from tests.test_jobs_live import running_job
 
 
 @pytest.fixture(scope="module")
 def browser(live_server):
-    from pathlib import Path
-
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed: run bash scripts/install.sh --test")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    with launched_browser() as browser:
         yield browser
-        browser.close()
 
 
 def login(browser, url: str, user: tuple[str, str]):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.goto(url)
-    page.get_by_label("username").fill(user[0])
-    page.get_by_label("password").fill(user[1])
-    page.get_by_role("button", name="Login").click()
-    page.locator("#txt2img_prompt textarea").wait_for()
-    return page
+    return logged_in_page(browser, url, user)
 
 
 def set_slider(page, elem_id: str, value: int) -> None:

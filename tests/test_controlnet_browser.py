@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from tests.app_fixtures import LOGIN
-from tests.test_browser import CHROMIUM, FLAGS, shot
+from tests.browser_helpers import launched_browser, logged_in_page, shot
 from tests.test_controlnet import tiny_controlnet
 
 
@@ -28,26 +27,13 @@ COUNT_WHITE = """img => {
 def cn_page(live_server):
     from pathlib import Path
 
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is not installed: run bash scripts/install.sh --test")
     url, services = live_server
     models = Path(services.config.paths.models_dir)
     if not (models / "ControlNet" / "ui-cn").exists():
         net, _ = tiny_controlnet(models / "Stable-diffusion" / "tiny-sd")
         net.save_pretrained(models / "ControlNet" / "ui-cn")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        page.set_default_timeout(120_000)
-        page.goto(url)
-        page.get_by_label("username").fill(LOGIN[0])
-        page.get_by_label("password").fill(LOGIN[1])
-        page.get_by_role("button", name="Login").click()
-        page.locator("#txt2img_prompt textarea").wait_for()
-        yield page
-        browser.close()
+    with launched_browser() as browser:
+        yield logged_in_page(browser, url, viewport=(1400, 1300))
 
 
 def test_draw_preview_and_generate_with_controlnet(cn_page):
