@@ -12,7 +12,8 @@ Parts:
         weights at 256 px (written once to --sd15-dir).
 
     python benchmarks/image_speed.py [--parts demo,sd15] [--modes off,cache,compile,cache+compile]
-                                     [--rounds 3] [--sd15-steps 8] [--quality-prompts 30]
+                                     [--rounds 3] [--sd15-steps 8] [--sd15-size 256] [--quality-prompts 30]
+                                     [--device auto|cpu|cuda]   (fp16 on CUDA, fp32 on the CPU, both sides)
 
 ``compile`` is timed after one warm-up image (its compile time is printed separately).
 """
@@ -57,21 +58,22 @@ def build_sd15_random(target: Path) -> Path:
     return target
 
 
-def plain_pipeline(model_dir: Path):
+def plain_pipeline(model_dir: Path, device: str = "cpu"):
     import torch
     from diffusers import StableDiffusionPipeline
 
     from webui.diffusion.samplers import make_scheduler
 
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32  # the app's "auto" precision
     pipe = StableDiffusionPipeline.from_pretrained(model_dir, local_files_only=True, safety_checker=None,
-                                                   requires_safety_checker=False, torch_dtype=torch.float32)
+                                                   requires_safety_checker=False, torch_dtype=dtype).to(device)
     pipe.scheduler = make_scheduler(SAMPLER, pipe.scheduler.config)  # the app's sampler, as a diffusers scheduler
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def app_service(model_dir: Path, work: Path):
-    from webui.config import AppConfig, LimitsConfig, PathsConfig
+def app_service(model_dir: Path, work: Path, device: str = "cpu"):
+    from webui.config import AppConfig, LimitsConfig, PathsConfig, PerfConfig
     from webui.diffusion.service import ImageService
 
     models = work / "models"
@@ -80,7 +82,8 @@ def app_service(model_dir: Path, work: Path):
     if not link.exists():
         link.symlink_to(model_dir.resolve(), target_is_directory=True)
     config = AppConfig(paths=PathsConfig(models_dir=models, outputs_dir=work / "outputs"),
-                       limits=LimitsConfig(max_side=2048), default_model=model_dir.name)
+                       limits=LimitsConfig(max_side=2048), default_model=model_dir.name,
+                       perf=PerfConfig(device=device))
     return ImageService(config)
 
 
@@ -92,12 +95,13 @@ def app_request(mode: str, size: int, steps: int, seed: int, prompt: str = PROMP
                           seed=seed, save=False, speed_overrides=overrides)
 
 
-def race(model_dir: Path, work: Path, size: int, steps: int, modes: list[str], rounds: int, speed: dict) -> dict:
+def race(model_dir: Path, work: Path, size: int, steps: int, modes: list[str], rounds: int, speed: dict,
+         device: str = "cpu") -> dict:
     """Median seconds per image for plain diffusers and the app in each mode, alternating."""
     import torch
 
-    plain = plain_pipeline(model_dir)
-    service = app_service(model_dir, work)
+    plain = plain_pipeline(model_dir, device)
+    service = app_service(model_dir, work, device)
 
     def run_plain():
         g = torch.Generator("cpu").manual_seed(1)
@@ -166,12 +170,15 @@ def main(argv=None) -> int:
     p.add_argument("--cache-branch", type=int, default=0)
     p.add_argument("--quality-prompts", type=int, default=30, help="held-out prompts for adherence (0 = skip)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one) | cpu | cuda | cuda:N; "
+                   "fp16 on CUDA, fp32 on the CPU, for both sides")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
 
     torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     modes = args.modes.split(",")
     speed = {"cache_interval": args.cache_interval, "cache_branch": args.cache_branch}
     work = Path(tempfile.mkdtemp(prefix="image-speed-"))
@@ -180,7 +187,7 @@ def main(argv=None) -> int:
         parts = args.parts.split(",")
         if "demo" in parts:
             print("demo model, 128 px, 20 steps", flush=True)
-            res, service = race(args.demo_model, work / "demo", 128, 20, modes, args.rounds, speed)
+            res, service = race(args.demo_model, work / "demo", 128, 20, modes, args.rounds, speed, device)
             report.append(table(f"demo model, 128 px, 20 steps, {SAMPLER}, medians of {args.rounds} alternating rounds", res))
             if args.quality_prompts:
                 q = adherence(service, modes, args.quality_prompts, speed)
@@ -193,13 +200,14 @@ def main(argv=None) -> int:
             print(f"SD1.5-architecture random weights, {args.sd15_size} px, {args.sd15_steps} steps", flush=True)
             model = build_sd15_random(args.sd15_dir)
             sd_modes = (args.sd15_modes or args.modes).split(",")
-            res, _ = race(model, work / "sd15", args.sd15_size, args.sd15_steps, sd_modes, args.rounds, speed)
+            res, _ = race(model, work / "sd15", args.sd15_size, args.sd15_steps, sd_modes, args.rounds, speed, device)
             report.append(table(f"SD1.5-architecture UNet (random weights), {args.sd15_size} px, {args.sd15_steps} "
                                 f"steps, {SAMPLER}, medians of {args.rounds} alternating rounds", res))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\ncache: interval {args.cache_interval}, branch {args.cache_branch}; threads {args.threads}; "
-          f"torch {torch.__version__}")
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else ""
+    print(f"\ncache: interval {args.cache_interval}, branch {args.cache_branch}; device {device}{gpu}; "
+          f"threads {args.threads}; torch {torch.__version__}")
     print("\n".join(report))
     return 0
 
