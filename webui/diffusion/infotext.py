@@ -8,13 +8,14 @@ or a newline are written as JSON strings. Keys with value None are dropped.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+from webui.atomic import atomic_file
 
 # A1111's key order for the parameters line; anything else follows (in insertion order), Version/User last.
 KEY_ORDER = [
@@ -189,14 +190,6 @@ def save_png(image: Image.Image, path: Path | str, infotext: str | None) -> Path
     pnginfo = PngInfo()
     if infotext:
         pnginfo.add_text("parameters", infotext)
-    temp = path.with_name(f".{path.name}.part")
-    try:
-        with open(temp, "wb") as f:
-            image.save(f, format="PNG", pnginfo=pnginfo)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, path.with_name(f".{path.name}.part")) as f:
+        image.save(f, format="PNG", pnginfo=pnginfo)
     return path

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from webui.atomic import atomic_file
 from webui.farm.pool import Farm, NoWorker, WorkerRecord
 from webui.farm.worker import TALK_FILE_FIELDS
 from webui.jobs.job import JobCancelled, JobControl, JobResult
@@ -253,15 +253,8 @@ def run_talking_head(farm: Farm, services: Any, request: Any, control: JobContro
 
 
 def _write_atomic(path: Path, temp: Path, data: bytes) -> None:
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, temp) as f:
+        f.write(data)
 
 
 def register_farm_kinds(queue: JobQueue, services: Any, farm: Farm) -> None:
