@@ -79,11 +79,11 @@ def scan_controlnets(models_dir: Path) -> list[ControlNetInfo]:
 
 def find_controlnet(models: list[ControlNetInfo], wanted: str) -> ControlNetInfo:
     """Match "name", "name [hash]" or a file name; ValueError listing what there is."""
-    text = (wanted or "").strip()
-    base = text.split(" [", 1)[0] if text.endswith("]") else text
-    for m in models:
-        if text in (m.title, m.name, m.path.name) or base == m.name:
-            return m
+    from webui.diffusion.registry import match_by_name
+
+    found = match_by_name(models, wanted)
+    if found is not None:
+        return found
     have = ", ".join(m.title for m in models) or "none: put ControlNet files or diffusers folders in models/ControlNet/"
     raise ValueError(f"Unknown ControlNet model {wanted!r}; available: {have}")
 

@@ -130,13 +130,23 @@ def native_size_from_config(model: ModelInfo) -> int | None:
         return None
 
 
+def match_by_name(items: list, wanted: str):
+    """The first of ``items`` (each with ``title``, ``name``, ``path``) that "name", "name [hash]", its
+    title or its file name points at; None if none does."""
+    text = (wanted or "").strip()
+    base = text.split(" [", 1)[0] if text.endswith("]") else text
+    for item in items:
+        if text in (item.title, item.name, item.path.name) or base == item.name:
+            return item
+    return None
+
+
 def find_model(models: list[ModelInfo], name_or_title: str) -> ModelInfo:
     """Match "name", "name [hash]", a title, a file name or a hash; ValueError listing the choices."""
+    found = match_by_name(models, name_or_title)
+    if found is not None:
+        return found
     wanted = (name_or_title or "").strip()
-    base = wanted.split(" [", 1)[0] if wanted.endswith("]") else wanted
-    for m in models:
-        if wanted in (m.title, m.name, m.path.name) or base == m.name:
-            return m
     for m in models:  # a bare hash (A1111 accepts those too)
         if m.sha256 and len(wanted) >= 8 and m.sha256.startswith(wanted.lower()):
             return m
